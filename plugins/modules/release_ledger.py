@@ -1,0 +1,165 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: release_ledger
+short_description: Record a release's status in the host's release ledger
+version_added: 0.1.0
+description:
+  - Adds a release to, or updates a release in, the per-host, per-app ledger
+    C(<ledger_dir>/<app>/ledger.json), the single source of truth for which release is live, which are
+    good rollback targets, which failed and why, and which were rolled back.
+  - Setting a release C(live) demotes the release that was live to O(previous_status).
+  - The ledger is replaced atomically (temp file, fsync, rename), so an interrupted run leaves either the
+    old or the new ledger.
+  - Read it with M(shipit.deploy.release_ledger_info).
+author:
+  - shipit.deploy maintainers
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+options:
+  app:
+    description: Name of the application; the ledger lives in a directory of that name.
+    type: str
+    required: true
+  ledger_dir:
+    description: Directory holding one sub-directory per application.
+    type: path
+    default: /var/lib/shipit
+  release_id:
+    description: Id of the release to record (a safe name, no C(/) or C(..)).
+    type: str
+    required: true
+  status:
+    description: New status of the release.
+    type: str
+    required: true
+    choices: [live, good, failed, rolled_back]
+  previous_status:
+    description: Status given to the release that was live when O(status=live) makes another release live.
+    type: str
+    default: good
+    choices: [good, rolled_back, failed]
+  version:
+    description: Version of the release. Required when the release is not in the ledger yet.
+    type: str
+  checksum:
+    description: Checksum of the artifact the release was made from (for example C(sha256:...)).
+    type: str
+  reason:
+    description: Why the release has this status (for example the health check that failed).
+    type: str
+  info:
+    description: Further facts to keep with the release (who deployed it, git sha, image digests, backup id).
+    type: dict
+"""
+
+EXAMPLES = r"""
+- name: Record the new release as live
+  shipit.deploy.release_ledger:
+    app: pulse
+    release_id: "20261125T180000Z"
+    version: 1.1.0
+    checksum: "sha256:6f1c..."
+    status: live
+    info:
+      deployed_by: ci
+      git_sha: 3f2a9c1
+
+- name: Mark a release failed after its health check failed
+  shipit.deploy.release_ledger:
+    app: pulse
+    release_id: "20261125T181500Z"
+    version: 1.2.0
+    status: failed
+    reason: "health check http GET http://127.0.0.1:8080/health failed: HTTP 503"
+
+- name: Make an older release live again after a manual rollback
+  shipit.deploy.release_ledger:
+    app: pulse
+    release_id: "20261125T170000Z"
+    status: live
+    previous_status: rolled_back
+"""
+
+RETURN = r"""
+release:
+  description: The release's ledger entry after the change (or as it would be, in check mode).
+  returned: success
+  type: dict
+  sample:
+    release_id: "20261125T180000Z"
+    version: 1.1.0
+    status: live
+    checksum: "sha256:6f1c..."
+    created_at: "2026-11-25T18:00:03Z"
+    updated_at: "2026-11-25T18:00:09Z"
+live:
+  description: The release that is live after the change, or null.
+  returned: success
+  type: dict
+path:
+  description: Path of the ledger file.
+  returned: success
+  type: str
+  sample: /var/lib/shipit/pulse/ledger.json
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _ledger
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            app=dict(type="str", required=True),
+            ledger_dir=dict(type="path", default="/var/lib/shipit"),
+            release_id=dict(type="str", required=True),
+            status=dict(type="str", required=True, choices=list(_ledger.STATUSES)),
+            previous_status=dict(type="str", default="good", choices=["good", "rolled_back", "failed"]),
+            version=dict(type="str"),
+            checksum=dict(type="str"),
+            reason=dict(type="str"),
+            info=dict(type="dict"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        path = _ledger.ledger_path(params["ledger_dir"], params["app"])
+        data = _ledger.load(path, params["app"])
+        fields = {"version": params["version"], "checksum": params["checksum"], "reason": params["reason"]}
+        if params["info"]:
+            fields.update(params["info"])
+        new, changed, before, after = _ledger.record(
+            data, params["release_id"], params["status"], fields, params["previous_status"]
+        )
+        if changed and not module.check_mode:
+            _ledger.save(path, new)
+    except (_ledger.LedgerError, OSError) as exc:
+        module.fail_json(msg=f"recording release {params['release_id']} of {params['app']} as {params['status']}: {exc}")
+    module.exit_json(
+        changed=changed,
+        release=after,
+        live=_ledger.live(new),
+        path=path,
+        diff={"before": before or {}, "after": after},
+    )
+
+
+if __name__ == "__main__":
+    main()
