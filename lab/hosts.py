@@ -15,8 +15,10 @@ SSH_KEY = STATE_DIR / "id_ed25519"
 LABEL = "shipit.lab=1"
 
 # systemd and a nested Docker engine without --privileged (which fails on these VMs): see ENVIRONMENT.md.
+# SYS_PTRACE: without it `docker exec` in the nested engine fails ("error executing setns process"),
+# and with it every container HEALTHCHECK, which Compose's `up --wait` relies on.
 CONTAINER_FLAGS = (
-    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cgroupns=host",
+    "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN", "--cap-add", "SYS_PTRACE", "--cgroupns=host",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 )
@@ -60,8 +62,13 @@ def container_state(host):
 
 
 def start_host(host, hostvars, image_ref):
-    """Create (or start) the host's container; an existing running one is left as it is."""
+    """Create (or start) the host's container; an existing one of the current image is kept as it is."""
     state = container_state(host)
+    if state != "absent":
+        image = run(["docker", "inspect", "-f", "{{.Config.Image}}", container_name(host)]).stdout.decode().strip()
+        if image != image_ref:  # the recipe changed: a host from the old image would test the wrong thing
+            remove_host(host)
+            state = "absent"
     if state == "running":
         return False
     if state != "absent":
