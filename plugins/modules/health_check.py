@@ -27,19 +27,15 @@ description:
   - Read-only. It never reports a change, and it probes in check mode too.
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return changed status prediction without modifying target.
     details:
       - The probe changes nothing, so it runs in check mode exactly as it does otherwise.
   diff_mode:
     support: none
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-  platform:
-    support: full
-    platforms: posix
-    description: Target OS/families that can be operated against.
 options:
   kind:
     description:

@@ -19,26 +19,15 @@ description:
   - Read it with M(shipit.deploy.release_ledger_info).
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+  - shipit.deploy.attributes.ledger
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
-  app:
-    description: Name of the application; the ledger lives in a directory of that name.
-    type: str
-    required: true
-  ledger_dir:
-    description: Directory holding one sub-directory per application.
-    type: path
-    default: /var/lib/shipit
   release_id:
     description: Id of the release to record (a safe name, no C(/) or C(..)).
     type: str

@@ -15,26 +15,15 @@ description:
   - Written by M(shipit.deploy.release_ledger).
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+  - shipit.deploy.attributes.ledger
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
-  app:
-    description: Name of the application.
-    type: str
-    required: true
-  ledger_dir:
-    description: Directory holding one sub-directory per application.
-    type: path
-    default: /var/lib/shipit
   release:
     description: A version or release id to look up; the newest matching entry is returned as RV(selected).
     type: str

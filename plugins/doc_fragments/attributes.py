@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # What each attribute means; modules state their support level for each.
+    DOCUMENTATION = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""
+
+    # The options every ledger module shares.
+    LEDGER = r"""
+options:
+  app:
+    description: Name of the application; its ledger lives in a directory of that name.
+    type: str
+    required: true
+  ledger_dir:
+    description: Directory holding one sub-directory per application.
+    type: path
+    default: /var/lib/shipit
+"""
