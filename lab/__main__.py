@@ -12,7 +12,7 @@ from .images import ensure_image
 
 def cmd_images(_args):
     ensure_engine()
-    for kind in ("host", "runtime"):
+    for kind in ("host", "runtime", "postgres"):
         print(f"{kind}: {ensure_image(kind)}")
 
 
@@ -21,6 +21,7 @@ def cmd_up(args):
     ensure_engine()
     host_ref = ensure_image("host")
     ensure_image("runtime")
+    ensure_image("postgres")  # the database service of Compose stacks
     public_key = lab_hosts.ensure_ssh_key()
     inventory = lab_hosts.lab_hosts()
     names = args.hosts or sorted(inventory)

