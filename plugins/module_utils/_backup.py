@@ -48,6 +48,8 @@ import threading
 import time
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from ansible_collections.shipit.deploy.plugins.module_utils import _files
+
 MANIFEST_VERSION = 1
 MANIFEST_SUFFIX = ".manifest.json"
 CHUNK = 1 << 20
@@ -109,14 +111,6 @@ def create_private(path):
         os.umask(old)
 
 
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def ensure_private_dir(path, check_mode=False):
     """Create ``path`` (and parents) mode 0700, or bring an existing one to 0700. Returns whether it changed."""
     if os.path.islink(path):
@@ -137,27 +131,6 @@ def ensure_private_dir(path, check_mode=False):
             os.umask(old)
         os.chmod(path, 0o700)
     return True
-
-
-def write_json_atomic(path, data):
-    """Write JSON next to its final name (O_EXCL, 0600), fsync, rename, fsync the directory."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    fd = create_private(tmp)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
 
 
 def redact(text, secrets):
@@ -764,7 +737,7 @@ def take_backup(*, directory, app, kind, compression, level, threads, tools, sql
         finally:
             os.close(fd)
         os.rename(partial, final)
-        fsync_dir(directory)
+        _files.fsync_dir(directory)
     except BaseException:
         if os.path.lexists(partial):
             os.unlink(partial)
@@ -790,7 +763,7 @@ def take_backup(*, directory, app, kind, compression, level, threads, tools, sql
         "tool_versions": versions,
     }
     path = manifest_path(directory, backup_id)
-    write_json_atomic(path, manifest)
+    _files.write_json_atomic(path, manifest, 0o600)
     manifest["path"], manifest["manifest"] = final, path
     return manifest
 
@@ -898,8 +871,8 @@ def stage_sqlite(manifest, target, tools, expected_tables=(), verify_sql=(), own
             gid = group if group is not None else gid
         os.chown(scratch, uid, gid)
         os.chmod(scratch, mode if mode is not None else perm)
-        write_json_atomic(scratch + ".json", {"backup_id": manifest["backup_id"], "sha256": checksum,
-                                              "target": target})
+        _files.write_json_atomic(scratch + ".json", {"backup_id": manifest["backup_id"], "sha256": checksum,
+                                                     "target": target}, 0o600)
     except BaseException:
         discard_sqlite(target)
         raise
@@ -945,13 +918,13 @@ def make_live_sqlite(manifest, target, expected_tables=(), verify_sql=(), keep_p
             os.unlink(target + "-shm")
     os.rename(scratch, target)
     os.unlink(scratch + ".json")
-    fsync_dir(directory)
+    _files.fsync_dir(directory)
     checks = sqlite_verify(target, list(manifest.get("tables") or []) + list(expected_tables), verify_sql,
                            integrity=False)
     if not keep_previous:
         for path in moved:
             os.unlink(path)
-        fsync_dir(directory)
+        _files.fsync_dir(directory)
     return {"replaced": replaced if moved and keep_previous else None, "checks": checks}
 
 

@@ -14,7 +14,8 @@ import datetime
 import json
 import os
 import re
-import tempfile
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _files
 
 STATUSES = ("live", "good", "failed", "rolled_back")
 LEDGER_VERSION = 1
@@ -56,27 +57,9 @@ def load(path, app):
 
 
 def save(path, data, mode=0o640):
-    """Write the whole ledger atomically: temp file + fsync + rename + directory fsync."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ledger.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write the whole ledger atomically (see _files)."""
+    os.makedirs(os.path.dirname(path), mode=0o750, exist_ok=True)
+    _files.write_json_atomic(path, data, mode)
 
 
 def now_iso():

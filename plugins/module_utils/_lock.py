@@ -31,10 +31,9 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import time
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _ledger
+from ansible_collections.shipit.deploy.plugins.module_utils import _files, _ledger
 
 LOCK_FILE = "deploy.lock"
 PROGRESS_FILE = "in_progress.json"
@@ -83,43 +82,9 @@ def read_json(path):
                 "acquired_ts": mtime, "acquired_at": iso(mtime), "version": "unknown"}
 
 
-def _write_temp(directory, data, prefix):
-    """A fully written, fsynced temp file in directory (mode 0640); the caller links or renames it."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o640)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    return tmp
-
-
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _unlink(path):
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _replace(directory, path, data, prefix):
-    tmp = _write_temp(directory, data, prefix)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _fsync_dir(directory)
 
 
 @contextlib.contextmanager
@@ -193,14 +158,14 @@ def acquire(directory, holder, ttl, wait=0.0, check_mode=False, now=time.time, s
             mine = new_lock(holder, ttl, moment)
             if check_mode:
                 return _acquired(mine, True, broken, progress_path, token)
-            tmp = _write_temp(directory, mine, ".lock.")
+            tmp = _files.write_json_temp(directory, mine, ".lock.")
             try:
                 os.link(tmp, lock_path)  # atomic create-if-absent: exactly one of N racing runs succeeds
             except FileExistsError:
                 continue  # someone else won the race: read who
             finally:
                 _unlink(tmp)
-            _fsync_dir(directory)
+            _files.fsync_dir(directory)
             return _acquired(mine, True, broken, progress_path, token)
         if current.get("token") == token:
             if check_mode:
@@ -218,7 +183,7 @@ def acquire(directory, holder, ttl, wait=0.0, check_mode=False, now=time.time, s
                 if again is not None and again.get("token") == current.get("token") and (
                         dead or is_stale(again, now(), ttl)):
                     _unlink(lock_path)
-                    _fsync_dir(directory)
+                    _files.fsync_dir(directory)
                     broken = dict(again, broken_because=because)
                     if on_break:
                         on_break(again, because)
@@ -251,7 +216,7 @@ def renew(directory, token, ttl, now=time.time):
         current = _held(directory, token)
         moment = now()
         current.update(expires_ts=moment + ttl, expires_at=iso(moment + ttl), ttl=ttl, renewed_at=iso(moment))
-        _replace(directory, _paths(directory)[0], current, ".lock.")
+        _files.write_json_atomic(_paths(directory)[0], current)
         return current
 
 
@@ -283,9 +248,9 @@ def write_progress(directory, token, record, ttl, replace_other=False, check_mod
         mine = existing if existing is not None and existing.get("token") == token else None
         new["started_at"] = mine.get("started_at") if mine else iso(moment)
         changed = mine is None or any(mine.get(k) != v for k, v in new.items() if k != "updated_at")
-        _replace(directory, progress_path, new, ".progress.")
+        _files.write_json_atomic(progress_path, new)
         lock.update(expires_ts=moment + ttl, expires_at=iso(moment + ttl), renewed_at=iso(moment))
-        _replace(directory, _paths(directory)[0], lock, ".lock.")
+        _files.write_json_atomic(_paths(directory)[0], lock)
         return changed, new, replaced
 
 
@@ -318,7 +283,7 @@ def release(directory, token=None, force=False, clear_progress=True, check_mode=
             if clear:
                 _unlink(progress_path)
             if released or clear:
-                _fsync_dir(directory)
+                _files.fsync_dir(directory)
         left = None if clear else progress
         return {"released": released, "changed": released or clear, "lock": current, "progress_cleared": clear,
                 "interrupted": left if left is not None and left.get("token") != token else None}

@@ -19,17 +19,13 @@ description:
   - With O(state=read) the module appends nothing and returns the newest entries.
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   path:
     description: The audit log file (created with mode 0640 in a directory created with mode 0750).

@@ -32,18 +32,14 @@ description:
     every backup linked to a release in O(protected_releases).'
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: Checks that the database can be read and predicts the backup id and what retention would prune.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   app:
     description: Name of the application; its backups live in C(<backup_dir>/<app>).

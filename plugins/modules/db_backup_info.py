@@ -18,17 +18,13 @@ description:
     that says which and why, when it is missing, truncated or corrupted. Nothing is ever changed.
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   app:
     description: Name of the application.

@@ -27,18 +27,14 @@ description:
   - O(state=absent) drops a staged copy. A restore test is O(state=staged) then O(state=absent).
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details: O(state=staged) still verifies the backup's checksum (read-only); nothing is written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   state:
     description: C(staged) restores into a scratch copy and verifies it, C(live) swaps it in, C(absent) drops it.

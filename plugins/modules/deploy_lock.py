@@ -29,23 +29,19 @@ description:
     unlock, written to the audit log) but never removes another run's in-progress record.
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
       - In check mode the lock is read and a lock held by another run is reported exactly as in a real run,
         but nothing is written.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   app:
     description: Name of the application; its lock lives in a directory of that name.

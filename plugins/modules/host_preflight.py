@@ -18,17 +18,13 @@ description:
   - Read-only; it runs the same in check mode.
 author:
   - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode).
     support: none
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
 options:
   host_label:
     description: Name of the host in messages (the inventory name); defaults to the host's own name.

@@ -178,12 +178,13 @@ def test_the_file_is_fsynced_with_its_directory_before_the_manifest_exists(tmp_p
     db = tmp_path / "pulse.db"
     make_sqlite(db)
     events = []
-    real_fsync, real_fsync_dir, real_write_json = os.fsync, b.fsync_dir, b.write_json_atomic
+    real_fsync, real_fsync_dir, real_write_json = os.fsync, b._files.fsync_dir, b._files.write_json_atomic
     monkeypatch.setattr(b.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
                                                    real_fsync(fd))[1])
-    monkeypatch.setattr(b, "fsync_dir", lambda path: (events.append(("fsync_dir", path)), real_fsync_dir(path))[1])
-    monkeypatch.setattr(b, "write_json_atomic", lambda path, data: (events.append(("manifest", path)),
-                                                                      real_write_json(path, data))[1])
+    monkeypatch.setattr(b._files, "fsync_dir",
+                        lambda path: (events.append(("fsync_dir", path)), real_fsync_dir(path))[1])
+    monkeypatch.setattr(b._files, "write_json_atomic", lambda path, data, mode: (events.append(("manifest", path)),
+                                                                                 real_write_json(path, data, mode))[1])
     manifest = sqlite_backup(tmp_path, db)
     directory = os.path.dirname(manifest["path"])
     kinds = [kind for kind, _ in events]
