@@ -1,19 +1,16 @@
 """Fixtures for pulse's tests: built and unpacked releases, a running server, a throwaway PostgreSQL 15."""
 
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from pulse_testlib import PG_BIN, PG_PASSWORDS, free_port, http, pulse_build
+from lab.postgres import ClusterError, cluster, sql_literal
+from pulse_testlib import PG_PASSWORDS, free_port, http, pulse_build
 
 
 class Release:
@@ -123,20 +120,9 @@ def sqlite_url(tmp_path):
 # -- PostgreSQL ---------------------------------------------------------------------------------------
 
 class Postgres:
-    def __init__(self, base, port, as_postgres):
-        self.base, self.port, self.host = base, port, "127.0.0.1"
-        self._as_postgres = as_postgres
+    def __init__(self, pg):
+        self.pg, self.port, self.host, self.psql = pg, pg.port, pg.host, pg.psql
         self._databases = 0
-
-    def psql(self, sql, database="postgres"):
-        """Run SQL as the superuser over the unix socket (peer auth): an oracle independent of pgwire."""
-        proc = subprocess.run(
-            self._as_postgres + [str(PG_BIN / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                                 "-h", str(self.base), "-p", str(self.port), "-d", database, "-c", sql],
-            cwd=self.base, capture_output=True, text=True, timeout=30, check=False)
-        if proc.returncode != 0:
-            raise AssertionError(f"psql failed: {proc.stderr}")
-        return proc.stdout.strip()
 
     def create_database(self, owner="pulse"):
         self._databases += 1
@@ -153,62 +139,18 @@ class Postgres:
                 "password": PG_PASSWORDS[user] if password is None else password, "timeout": 5}
 
 
-def _sql_literal(text):
-    return "'" + text.replace("'", "''") + "'"
-
-
 @pytest.fixture(scope="session")
 def postgres():
     """A throwaway PostgreSQL 15 cluster on 127.0.0.1:<free port>, SCRAM by default; removed afterwards."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL 15 server binaries are missing ({PG_BIN}/initdb): "
-                    "install them with `apt-get install -y postgresql-15` (scripts/bootstrap does)", pytrace=False)
-    as_root = os.geteuid() == 0
-    # initdb refuses to run as root: run the server tools as the postgres user then.
-    as_postgres = ["runuser", "-u", "postgres", "--"] if as_root else []
-    base = Path(tempfile.mkdtemp(prefix="pulse-pg-"))  # not under pytest's 0700 tmp: postgres must reach it
-    owner = pwd.getpwnam("postgres") if as_root else None
-
-    def give(path):
-        if owner:
-            os.chown(path, owner.pw_uid, owner.pw_gid)
-
-    def run(*argv):
-        proc = subprocess.run(as_postgres + list(argv), cwd=base, capture_output=True, text=True, timeout=60,
-                              check=False)
-        if proc.returncode != 0:
-            log = (base / "server.log").read_text(errors="replace") if (base / "server.log").exists() else ""
-            pytest.fail(f"{' '.join(argv)} failed:\n{proc.stdout}{proc.stderr}{log}", pytrace=False)
-
-    data = base / "data"
-    port = free_port()
-    started = False
+    # Each test role gets the method named after it; everyone else SCRAM (PostgreSQL 15's default).
+    hba = ("host all pulse_md5 127.0.0.1/32 md5", "host all pulse_plain 127.0.0.1/32 password",
+           "host all all 127.0.0.1/32 scram-sha-256")
     try:
-        give(base)
-        (base / "pwfile").write_text(PG_PASSWORDS["postgres"] + "\n")
-        give(base / "pwfile")
-        run(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
-            f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
-        # Each test role gets the method named after it; everyone else SCRAM (PostgreSQL 15's default).
-        (data / "pg_hba.conf").write_text(
-            "local all postgres peer\n"
-            "host all pulse_md5 127.0.0.1/32 md5\n"
-            "host all pulse_plain 127.0.0.1/32 password\n"
-            "host all all 127.0.0.1/32 scram-sha-256\n")
-        give(data / "pg_hba.conf")
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} "
-                   "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
-        run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "30",
-            "-o", options, "start")
-        started = True
-        pg = Postgres(base, port, as_postgres)
-        pg.psql(f"CREATE ROLE pulse LOGIN PASSWORD {_sql_literal(PG_PASSWORDS['pulse'])}")
-        pg.psql(f"SET password_encryption = 'md5'; "
-                f"CREATE ROLE pulse_md5 LOGIN PASSWORD {_sql_literal(PG_PASSWORDS['pulse_md5'])}")
-        pg.psql(f"CREATE ROLE pulse_plain LOGIN PASSWORD {_sql_literal(PG_PASSWORDS['pulse_plain'])}")
-        yield pg
-    finally:
-        if started:
-            subprocess.run(as_postgres + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                           cwd=base, capture_output=True, timeout=60, check=False)
-        shutil.rmtree(base, ignore_errors=True)
+        with cluster(PG_PASSWORDS["postgres"], hba, prefix="pulse-pg-") as pg:
+            pg.psql(f"CREATE ROLE pulse LOGIN PASSWORD {sql_literal(PG_PASSWORDS['pulse'])}")
+            pg.psql(f"SET password_encryption = 'md5'; "
+                    f"CREATE ROLE pulse_md5 LOGIN PASSWORD {sql_literal(PG_PASSWORDS['pulse_md5'])}")
+            pg.psql(f"CREATE ROLE pulse_plain LOGIN PASSWORD {sql_literal(PG_PASSWORDS['pulse_plain'])}")
+            yield Postgres(pg)
+    except ClusterError as exc:
+        pytest.fail(str(exc), pytrace=False)

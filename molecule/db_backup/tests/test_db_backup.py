@@ -6,18 +6,19 @@ independently (sha256sum, stat, sqlite3, psql, HTTP from the host itself, system
 """
 
 import json
-import os
 import re
 import shlex
-import subprocess
+import sys
 import time
 from pathlib import Path
 
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+# The scenarios' shared helpers live in molecule/shipit_molecule.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from shipit_molecule import health, ledger, main_pid, playbook  # noqa: E402
+
 HOST = "shipit-molecule-db-backup"
 DB = "/srv/pulse/shared/data/pulse.db"
 BACKUPS = "/var/backups/shipit/pulse"
-LEDGER = "/var/lib/shipit/pulse/ledger.json"
 PG_PASSWORD = "Sh0p-pw:s3cret"
 # The host PostgreSQL's "shop" database: peer authentication as the postgres system user, no app service.
 PG_VARS = {"db_backup_app": "shop", "db_backup_kind": "postgresql", "db_backup_pg_database": "shop",
@@ -25,17 +26,6 @@ PG_VARS = {"db_backup_app": "shop", "db_backup_kind": "postgresql", "db_backup_p
            "db_backup_verify_sql": ["SELECT count(*) > 0 FROM orders"]}
 
 testinfra_hosts = [HOST]
-
-
-def playbook(name, *args, extra=None):
-    """Run one of the collection's playbooks against the scenario's host, as a user would."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "playbooks" / name), *args]
-    if extra:
-        argv += ["-e", json.dumps(extra)]
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    # ansible-core 2.19 prints task errors on stderr: keep both streams, in order.
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          check=False, env=env)
 
 
 def sql(host, query, db=DB):
@@ -49,18 +39,6 @@ def visits(host):
 def post_visits(host, n):
     for _ in range(n):
         host.run_test("curl -sf -X POST http://127.0.0.1:8080/visits")
-
-
-def health(host):
-    return json.loads(host.check_output("curl -s --max-time 5 http://127.0.0.1:8080/health"))
-
-
-def main_pid(host):
-    return host.check_output("systemctl show --property MainPID --value pulse.service")
-
-
-def ledger(host):
-    return json.loads(host.file(LEDGER).content_string)["releases"]
 
 
 def manifests(host, directory=BACKUPS):

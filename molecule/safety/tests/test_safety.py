@@ -12,13 +12,17 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+# The scenarios' shared helpers live in molecule/shipit_molecule.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from shipit_molecule import playbook, playbook_argv, playbook_env  # noqa: E402
+
 HOSTS = [f"shipit-molecule-safety-{n}" for n in (1, 2, 3)]
 APP_DIR = "/srv/pulse"
 STATE_DIR = "/var/lib/shipit"
@@ -32,25 +36,9 @@ testinfra_hosts = HOSTS[:1]
 
 # --- driving the playbooks ---------------------------------------------------------------------------
 
-def argv(name, *args, inventory=None):
-    inventories = [os.environ["MOLECULE_INVENTORY_FILE"]] + ([inventory] if inventory else [])
-    return ["ansible-playbook", *sum((["-i", i] for i in inventories), []), str(REPO / "playbooks" / name), *args]
-
-
-def env():
-    # ansible-core 2.19 prints task errors on stderr: keep both streams, in order, without colours.
-    return dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1", ANSIBLE_PIPELINING="1",
-                ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "inventories/development/vault-password.txt"))
-
-
-def playbook(name, *args, inventory=None):
-    return subprocess.run(argv(name, *args, inventory=inventory), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=900, check=False, env=env())
-
-
 def start(name, *args, log=None):
     """A playbook run in its own process group, so that it can be killed with all its workers."""
-    return subprocess.Popen(argv(name, *args), stdout=log, stderr=subprocess.STDOUT, text=True, env=env(),
+    return subprocess.Popen(playbook_argv(name, *args), stdout=log, stderr=subprocess.STDOUT, text=True, env=playbook_env(),
                             start_new_session=True)
 
 

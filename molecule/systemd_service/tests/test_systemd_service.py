@@ -7,56 +7,25 @@ itself, systemctl, the file system, the SQLite database).
 """
 
 import json
-import os
 import re
-import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+# The scenarios' shared helpers live in molecule/shipit_molecule.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from shipit_molecule import LEDGER, changed_count, health, ledger, live, main_pid, playbook  # noqa: E402
+
 APP_DIR = "/srv/pulse"
 DB = "/srv/pulse/shared/data/pulse.db"
-LEDGER = "/var/lib/shipit/pulse/ledger.json"
+HOST = "shipit-molecule-systemd"
 
-testinfra_hosts = ["shipit-molecule-systemd"]
-
-
-def playbook(name, *args):
-    """Run one of the collection's playbooks against the scenario's host, as a user would."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(REPO / "playbooks" / name), *args]
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    # ansible-core 2.19 prints task errors on stderr: keep both streams, in order.
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
-                          check=False, env=env)
-
-
-def changed_count(proc):
-    match = re.search(r"shipit-molecule-systemd\s*:\s*ok=\d+\s+changed=(\d+)", proc.stdout)
-    assert match, proc.stdout[-3000:]
-    return int(match.group(1))
-
-
-def health(host):
-    out = host.run("curl -s --max-time 5 http://127.0.0.1:8080/health")
-    return json.loads(out.stdout)
+testinfra_hosts = [HOST]
 
 
 def visits(host):
     return json.loads(host.check_output("curl -s --max-time 5 http://127.0.0.1:8080/visits"))["count"]
-
-
-def ledger(host):
-    return json.loads(host.file(LEDGER).content_string)["releases"]
-
-
-def live(host):
-    [entry] = [e for e in ledger(host) if e["status"] == "live"]
-    return entry
-
-
-def main_pid(host):
-    return host.check_output("systemctl show --property MainPID --value pulse.service")
 
 
 def state(host):
@@ -112,7 +81,7 @@ def test_rerun_of_the_same_version_changes_nothing(host):
     before = state(host)
     proc = playbook("deploy.yml", "-e", "shipit_version=1.1.0")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert changed_count(proc) == 0
+    assert changed_count(proc, HOST) == 0
     assert state(host) == before
 
 
@@ -120,7 +89,7 @@ def test_check_mode_reports_a_new_release_and_changes_nothing(host):
     before = state(host)
     proc = playbook("deploy.yml", "-e", "shipit_version=1.0.0", "--check")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert changed_count(proc) > 0, "check mode must report the release it would make"
+    assert changed_count(proc, HOST) > 0, "check mode must report the release it would make"
     assert state(host) == before
     assert health(host)["version"] == "1.1.0"
 
