@@ -63,10 +63,11 @@ def release_entries(version, broken=False):
     return sorted(entries)
 
 
-def tarball_bytes(version, broken=False):
+def tarball_bytes(version, broken=False, entries=None):
+    """The release tarball: pulse's own files, or entries ((name, mode, data or None for a directory))."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, mode, data in release_entries(version, broken):
+        for name, mode, data in sorted(entries) if entries is not None else release_entries(version, broken):
             info = tarfile.TarInfo(name)
             info.mode, info.mtime = mode, FIXED_MTIME
             info.uid = info.gid = 0

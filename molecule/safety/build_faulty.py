@@ -8,10 +8,7 @@
   1.6.0-crashloop       exits as soon as it starts: systemd's start limit (5 starts in 10 s) trips
 """
 
-import gzip
-import io
 import sys
-import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,19 +32,8 @@ FLAP_TO = ('healthy = db == "ok" and not BROKEN\n'
 
 
 def write(out, version, entries):
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, mode, data in sorted(entries):
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime, info.uid, info.gid, info.uname, info.gname = mode, build.FIXED_MTIME, 0, 0, "root", "root"
-            if data is None:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            else:
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
     path = Path(out) / f"pulse-{version}.tar.gz"
-    path.write_bytes(gzip.compress(raw.getvalue(), compresslevel=9, mtime=0))
+    path.write_bytes(build.tarball_bytes(version, entries=entries))
     return path
 
 
