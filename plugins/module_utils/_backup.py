@@ -311,6 +311,12 @@ class Tools:
 
     def __init__(self, exec_prefix=(), os_user=None, pg_bin_dir=None, env=None, secrets=()):
         self.prefix = list(exec_prefix or [])
+        # A prefix such as `docker compose exec` does not pass this process's environment on: the libpq
+        # settings go through `env` on its command line, except the password (never on a command line: the
+        # prefix forwards it itself, e.g. `docker compose exec -e PGPASSWORD`).
+        if self.prefix:
+            self.prefix += ["env"] + [f"{key}={value}" for key, value in sorted((env or {}).items())
+                                      if key.startswith("PG") and key != "PGPASSWORD"]
         if os_user:
             self.prefix = ["runuser", "-u", os_user, "--"] + self.prefix
         self.pg_bin_dir = pg_bin_dir

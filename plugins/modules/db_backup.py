@@ -88,7 +88,8 @@ options:
     description:
       - Command prefix for the database tools, to run them inside a container, for example
         C([docker, compose, --project-directory, /srv/app, exec, -T, -e, PGPASSWORD, db]). The compressor and
-        the hashing stay on the host.
+        the hashing stay on the host. The connection settings reach the tools through C(env) on the command
+        line, all but the password: forward it with the prefix (C(-e PGPASSWORD)) when one is needed.
     type: list
     elements: str
     default: []

@@ -474,6 +474,13 @@ def test_pg_tools_run_through_an_exec_prefix(tmp_path, postgres):
     database = postgres.create_database()
     fill(postgres, database, rows=10)
     env, name, secrets = b.pg_connection(dsn=postgres.dsn(database))
-    tools = b.Tools(exec_prefix=["env", "SHIPIT_PREFIXED=1"], pg_bin_dir=postgres.bin_dir, env=env, secrets=secrets)
+    # Like `docker compose exec -e PGPASSWORD`: the tool starts with a fresh environment, the password forwarded.
+    prefix = tmp_path / "exec-prefix"
+    prefix.write_text('#!/bin/sh\nexec env -i PATH=/usr/bin:/bin PGPASSWORD="$PGPASSWORD" "$@"\n')
+    prefix.chmod(0o755)
+    tools = b.Tools(exec_prefix=[str(prefix)], pg_bin_dir=postgres.bin_dir, env=env, secrets=secrets)
+    argv = tools.argv(["pg_dump"])
+    assert "PGUSER=app" in argv and f"PGDATABASE={database}" in argv
+    assert not [arg for arg in argv if "PGPASSWORD" in arg or PG_APP_PASSWORD in arg]
     manifest, _ = pg_backup(tmp_path, postgres, database, tools=(tools, name))
     assert manifest["checks"]["table_data_entries"] == 2
