@@ -22,7 +22,8 @@ def test_bench_smoke_writes_every_figure(tmp_path):
     expected = {"floor: ansible-playbook, 1 task", "systemd deploy, new release", "systemd idempotent re-run",
                 "systemd manual rollback", "systemd automatic rollback", "Compose deploy, new release",
                 "Compose idempotent re-run", "Compose manual rollback", "fleet deploy, 1 hosts",
-                "tuning: pipelining off (re-run)", "tuning: ControlPersist off (re-run)",
+                "tuning: pipelining off (1-task play)", "tuning: ControlPersist off (1-task play)",
+                "tuning: Mitogen (1-task play)",
                 "tuning: all facts (1-task play)", "tuning: min facts (1-task play)", "tuning: forks 1 (1-host re-run)"}
     assert expected <= names, expected - names
     assert {"sqlite backup 0.01 GB", "sqlite restore 0.01 GB", "postgresql backup 0.01 GB",
