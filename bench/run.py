@@ -112,7 +112,8 @@ class Bench:
 
     def bare_compose(self, version):
         port = self.hosts[STACK]["ansible_port"]
-        return run(["bash", "bench/baseline_compose.sh", port, DIST / f"pulse-{version}.image.tar", version, KEY])[0]
+        return run(["bash", "bench/baseline.sh", "--compose", port, DIST / f"pulse-{version}.image.tar", version,
+                    KEY])[0]
 
     # -- measuring ---------------------------------------------------------------------------------
     def record(self, figure, ours, base, baseline, **extra):
@@ -135,6 +136,15 @@ class Bench:
         elapsed = playbook("deploy.yml", host, "-e", f"shipit_version={version}", *extra, env=env)
         self.live[host] = version
         return elapsed
+
+    def start_from(self, host):
+        """A known live version, untimed: what the host answers, else a first deploy. The first round then
+        deploys the other version, so its rollback always has a target."""
+        live = self.health_version(host)
+        if live in VERSIONS:
+            self.live[host] = live
+        else:
+            self.shipit_deploy(host, VERSIONS[0])
 
     def other(self, version):
         return VERSIONS[1] if version == VERSIONS[0] else VERSIONS[0]
@@ -175,9 +185,8 @@ class Bench:
     # -- the figures ---------------------------------------------------------------------------------
     def systemd(self, runs):
         host = "bench01"
-        self.shipit_deploy(host, VERSIONS[0])  # known starting points, untimed
-        self.shipit_deploy(host, VERSIONS[1])
-        self.bare(host, VERSIONS[1])
+        self.start_from(host)
+        self.bare(host, VERSIONS[1])  # the baseline's first release and its master connection, untimed
         noop = lambda: playbook("bench/noop.yml", host)  # noqa: E731
         for round_ in range(runs):
             version = self.other(self.live[host])
@@ -203,8 +212,7 @@ class Bench:
 
     def compose(self, runs):
         self.prepare_compose()
-        self.shipit_deploy(STACK, VERSIONS[0])
-        self.shipit_deploy(STACK, VERSIONS[1])
+        self.start_from(STACK)
         self.bare_compose(VERSIONS[1])
         for round_ in range(runs):
             version = self.other(self.live[STACK])
@@ -233,8 +241,7 @@ class Bench:
     def tuning(self, runs, fleet_size, light=False):
         """Each setting on/off around the idempotent re-run (light: around the 1-task play, for smoke runs)."""
         host = "bench01"
-        version = self.live.get(host) or VERSIONS[1]
-        self.shipit_deploy(host, version)
+        version = self.live[host]
         what = "1-task play" if light else "re-run"
         if light:
             target = lambda **env: (lambda: playbook("bench/noop.yml", host, env=ansible_env(**env)))  # noqa: E731
@@ -243,8 +250,12 @@ class Bench:
         no_control = "-o ControlMaster=no -o PreferredAuthentications=publickey"
         facts = lambda subset: (lambda: playbook("bench/facts.yml", host, "-e", f"bench_facts={subset}"))  # noqa: E731
         names = ",".join(f"bench{i:02d}" for i in range(1, fleet_size + 1))
-        fleet_rerun = lambda forks: (lambda: playbook("deploy.yml", names, "-e", f"shipit_version={version}",  # noqa: E731
-                                                      env=ansible_env(ANSIBLE_FORKS=forks)))
+        if light:
+            fleet_rerun = lambda forks: (lambda: playbook("bench/noop.yml", names,  # noqa: E731
+                                                          env=ansible_env(ANSIBLE_FORKS=forks)))
+        else:
+            fleet_rerun = lambda forks: (lambda: playbook("deploy.yml", names, "-e", f"shipit_version={version}",  # noqa: E731
+                                                          env=ansible_env(ANSIBLE_FORKS=forks)))
         mitogen = self.mitogen_env()
         for round_ in range(runs):
             self.paired(round_, f"tuning: pipelining off ({what})", target(ANSIBLE_PIPELINING="False"), target(),
@@ -253,7 +264,7 @@ class Bench:
                         f"{what}, ControlPersist on")
             self.paired(round_, "tuning: all facts (1-task play)", facts("all"), facts("none"), "no facts")
             self.paired(round_, "tuning: min facts (1-task play)", facts("min"), facts("none"), "no facts")
-            self.paired(round_, f"tuning: forks 1 ({fleet_size}-host re-run)", fleet_rerun(1), fleet_rerun(20),
+            self.paired(round_, f"tuning: forks 1 ({fleet_size}-host {what})", fleet_rerun(1), fleet_rerun(20),
                         "forks 20")
             if mitogen is not None:
                 try:

@@ -24,7 +24,7 @@ def test_bench_smoke_writes_every_figure(tmp_path):
                 "Compose idempotent re-run", "Compose manual rollback", "fleet deploy, 1 hosts",
                 "tuning: pipelining off (1-task play)", "tuning: ControlPersist off (1-task play)",
                 "tuning: Mitogen (1-task play)",
-                "tuning: all facts (1-task play)", "tuning: min facts (1-task play)", "tuning: forks 1 (1-host re-run)"}
+                "tuning: all facts (1-task play)", "tuning: min facts (1-task play)", "tuning: forks 1 (1-host 1-task play)"}
     assert expected <= names, expected - names
     assert {"sqlite backup 0.01 GB", "sqlite restore 0.01 GB", "postgresql backup 0.01 GB",
             "postgresql restore 0.01 GB"} <= names, names
