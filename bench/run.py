@@ -45,6 +45,9 @@ STACK = "benchstack1"
 # The health budget of the lab's pulse checks (group_vars/app/pulse.yml): 20 retries, 0.5 s apart.
 HEALTH_BUDGET = 20 * 0.5
 TIMEOUT = 900
+# backup_bench.py's --size-gb per run: smoke asks for the least, which its first batch of rows already exceeds
+# (~90 MiB SQLite, ~200 MiB PostgreSQL).
+BACKUP_LABELS = {0.01: "smallest", 0.1: "~100 MB", 1.0: "~1 GB"}
 
 sys.path.insert(0, str(REPO))
 from lab import hosts as lab_hosts  # noqa: E402
@@ -318,8 +321,9 @@ class Bench:
                     run([sys.executable, "bench/backup_bench.py", "--size-gb", size, "--work", Path(tmp) / "work",
                          "--json", results], timeout=3600)
                     rows = json.loads(results.read_text())
+                label = BACKUP_LABELS.get(size, f"--size-gb {size}")
                 for db, op, pipeline, seconds, _size in rows:
-                    out.setdefault(f"{db} {op} {size} GB", []).append((pipeline, seconds))
+                    out.setdefault(f"{db} {op}, {label}", []).append((pipeline, seconds))
         for name, rows in out.items():
             ours = [s for p, s in rows if p.startswith("shipit") and "ansible" not in p]
             # The bare tools with the same compression (zstd, not pg_dump's gzip) and, for a SQLite restore,
@@ -345,14 +349,15 @@ def markdown(result):
     lines = ["| figure | shipit median (s) | baseline | baseline median (s) | ratio (median of pairs) | n |",
              "|---|---|---|---|---|---|"]
     for name, row in result["figures"].items():
-        lines.append(f"| {name} | {row['shipit_median']:.2f} | {row['baseline']} | {row['bare_median']:.2f} "
+        baseline = row["baseline"].replace("|", "\\|")  # a shell pipeline inside a table cell
+        lines.append(f"| {name} | {row['shipit_median']:.2f} | {baseline} | {row['bare_median']:.2f} "
                      f"| {row['ratio']} | {row['n']} |")
     derived = result.get("derived", {})
     if derived:
         lines += ["", "| derived | value | target |", "|---|---|---|"]
         for name, (value, target) in derived.items():
             lines.append(f"| {name} | {value} | {target} |")
-    breakdown = result.get("breakdown")
+    breakdown = result["breakdown"]
     if breakdown:
         lines += ["", f"Per-stage breakdown of one 1-host deploy (`shipit deploy`, {breakdown['duration']:.1f} s, "
                       f"{breakdown['tasks_on_host']} tasks in the host's stages, {breakdown['changed_tasks']} changed; "
@@ -411,38 +416,49 @@ def main(argv=None):
     started = time.monotonic()
     bench = Bench(args)
     fleet_hosts = [f"bench{i:02d}" for i in range(1, max(sizes) + 1)]
-    try:
-        bench.prepare(fleet_hosts + ([] if "compose" in args.skip else [STACK]))
-        bench.systemd(runs)
-        breakdown = bench.breakdown()
-        if "compose" not in args.skip:
-            bench.compose(runs)
-        if "fleet" not in args.skip:
-            bench.fleet(sizes, runs)
-        if "tuning" not in args.skip:
-            bench.tuning(runs, min(4, max(sizes)), light=args.smoke)
-        if "backup" not in args.skip:
-            bench.backups(backup_sizes, runs)
-    except (Failed, subprocess.SubprocessError) as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
-    rows = summarise(bench.figures)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    result = {"date": now.isoformat(timespec="seconds"), "command": shlex.join(["python", "bench/run.py", *(argv or sys.argv[1:])]),
-              "smoke": args.smoke, "runs": runs, "cores": os.cpu_count(), "ansible": bench.ansible_version(),
-              "seconds": round(time.monotonic() - started, 1), "figures": rows, "derived": derive(rows, sizes),
-              "breakdown": breakdown, "notes": bench.notes}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = now.strftime("%Y-%m-%d") + ("-smoke" if args.smoke else "")
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-    table = markdown(result)
-    (out_dir / f"{stem}.md").write_text(f"# Benchmarks {result['date']}\n\n`{result['command']}` ({result['ansible']}, "
-                                        f"{result['cores']} cores)\n\n" + table)
-    print(table)
-    print(f"bench: written to {out_dir / stem}.json and .md in {result['seconds']:.0f}s")
-    return 0
+    stem = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d") + ("-smoke" if args.smoke else "")
+    command = shlex.join(["python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)])
+    state = {"breakdown": None, "complete": False}
 
+    def write():
+        """The results so far (after every section: a run that fails later keeps what it measured)."""
+        rows = summarise(bench.figures)
+        result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "command": command, "complete": state["complete"], "smoke": args.smoke, "runs": runs,
+                  "cores": os.cpu_count(), "ansible": bench.ansible_version(),
+                  "load_average": [round(x, 1) for x in os.getloadavg()],
+                  "seconds": round(time.monotonic() - started, 1), "health_budget": HEALTH_BUDGET,
+                  "figures": rows, "derived": derive(rows, sizes), "breakdown": state["breakdown"],
+                  "notes": bench.notes}
+        (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        table = markdown(result)
+        (out_dir / f"{stem}.md").write_text(
+            f"# Benchmarks {result['date']}\n\n`{command}` ({result['ansible']}, {result['cores']} cores, "
+            f"load average {result['load_average'][0]} at the end)\n\n" + table)
+        return table
+
+    sections = [("systemd", lambda: bench.systemd(runs)),
+                ("breakdown", lambda: state.update(breakdown=bench.breakdown())),
+                ("compose", lambda: bench.compose(runs)),
+                ("backup", lambda: bench.backups(backup_sizes, runs)),
+                ("tuning", lambda: bench.tuning(runs, min(4, max(sizes)), light=args.smoke)),
+                ("fleet", lambda: bench.fleet(sizes, runs))]
+    try:
+        bench.prepare(fleet_hosts + ([] if "compose" in args.skip else [STACK]))
+        for name, section in sections:
+            if name not in args.skip:
+                section()
+                write()
+    except (Failed, subprocess.SubprocessError) as exc:
+        write()
+        print(f"bench: error: {exc}\nbench: what was measured is in {out_dir / stem}.json", file=sys.stderr)
+        return 1
+    state["complete"] = True
+    print(write())
+    print(f"bench: written to {out_dir / stem}.json and .md in {time.monotonic() - started:.0f}s")
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,8 +26,9 @@ def test_bench_smoke_writes_every_figure(tmp_path):
                 "tuning: Mitogen (1-task play)",
                 "tuning: all facts (1-task play)", "tuning: min facts (1-task play)", "tuning: forks 1 (1-host 1-task play)"}
     assert expected <= names, expected - names
-    assert {"sqlite backup 0.01 GB", "sqlite restore 0.01 GB", "postgresql backup 0.01 GB",
-            "postgresql restore 0.01 GB"} <= names, names
+    assert {"sqlite backup, smallest", "sqlite restore, smallest", "postgresql backup, smallest",
+            "postgresql restore, smallest"} <= names, names
+    assert result["complete"] and not result["notes"], result["notes"]
     for name, figure in result["figures"].items():
         assert figure["shipit"] and figure["bare"], name
         assert all(x > 0 for x in figure["shipit"] + figure["bare"]), (name, figure)
