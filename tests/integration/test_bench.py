@@ -23,12 +23,13 @@ def test_bench_smoke_writes_every_figure(tmp_path):
                 "systemd manual rollback", "systemd automatic rollback", "Compose deploy, new release",
                 "Compose idempotent re-run", "Compose manual rollback", "fleet deploy, 1 hosts",
                 "tuning: pipelining off (1-task play)", "tuning: ControlPersist off (1-task play)",
-                "tuning: Mitogen (1-task play)",
                 "tuning: all facts (1-task play)", "tuning: min facts (1-task play)", "tuning: forks 1 (1-host 1-task play)"}
     assert expected <= names, expected - names
     assert {"sqlite backup, smallest", "sqlite restore, smallest", "postgresql backup, smallest",
             "postgresql restore, smallest"} <= names, names
-    assert result["complete"] and not result["notes"], result["notes"]
+    assert result["complete"]
+    # Mitogen is measured, or why not is written down.
+    assert "tuning: Mitogen (1-task play)" in names or any("Mitogen" in note for note in result["notes"])
     for name, figure in result["figures"].items():
         assert figure["shipit"] and figure["bare"], name
         assert all(x > 0 for x in figure["shipit"] + figure["bare"]), (name, figure)
