@@ -45,6 +45,7 @@ STACK = "benchstack1"
 # The health budget of the lab's pulse checks (group_vars/app/pulse.yml): 20 retries, 0.5 s apart.
 HEALTH_BUDGET = 20 * 0.5
 TIMEOUT = 900
+INOTIFY_INSTANCES = 1024
 # backup_bench.py's --size-gb per run: smoke asks for the least, which its first batch of rows already exceeds
 # (~90 MiB SQLite, ~200 MiB PostgreSQL).
 BACKUP_LABELS = {0.01: "smallest", 0.1: "~100 MB", 1.0: "~1 GB"}
@@ -162,6 +163,13 @@ class Bench:
 
     # -- preparation ---------------------------------------------------------------------------------
     def prepare(self, host_names):
+        # Every systemd host takes inotify instances of the same (root) user: the kernel's default of 128 is
+        # spent at about 20 of them beside the lab, and their units then fail with "resources".
+        limit = Path("/proc/sys/fs/inotify/max_user_instances")
+        if len(host_names) > 4 and int(limit.read_text()) < INOTIFY_INSTANCES:
+            print(f"bench: raising fs.inotify.max_user_instances to {INOTIFY_INSTANCES} for "
+                  f"{len(host_names)} hosts", flush=True)
+            limit.write_text(f"{INOTIFY_INSTANCES}\n")
         print(f"bench: bringing up {' '.join(host_names)}", flush=True)
         run([sys.executable, "-m", "lab", "--inventory", INVENTORY, "up", "--hosts", *host_names], timeout=1800)
         DIST.mkdir(parents=True, exist_ok=True)
