@@ -391,10 +391,10 @@ def derive(rows, fleet_sizes):
     out = {}
     if floor and deploy:
         out["deploy / floor"] = (round(deploy / floor, 2), "≤ 5")
-        out["deploy (s)"] = (deploy, "≤ 2.5")
+        out["deploy (s)"] = (round(deploy, 2), "≤ 2.5")
     for name, target in (("systemd idempotent re-run", "≤ 1.5"), ("systemd manual rollback", "≤ 1.5")):
         if med(name):
-            out[f"{name} (s)"] = (med(name), target)
+            out[f"{name} (s)"] = (round(med(name), 2), target)
     if med("systemd automatic rollback"):
         out["automatic rollback − health budget (s)"] = (round(med("systemd automatic rollback") - HEALTH_BUDGET, 2),
                                                          f"≤ 1.5 (budget {HEALTH_BUDGET} s)")
@@ -403,9 +403,28 @@ def derive(rows, fleet_sizes):
         out[f"fleet {big} hosts / {one} host"] = (round(med(f"fleet deploy, {big} hosts") /
                                                        med(f"fleet deploy, {one} hosts"), 2), "≤ 3")
     for name, row in rows.items():
-        if name.startswith(("sqlite", "postgresql")) and " backup " in name:
+        if name.startswith(("sqlite", "postgresql")) and " backup," in name:
             out[f"{name} / bare"] = (row["ratio"], "≤ 1.2")
     return out
+
+
+def render(path):
+    """The tables of an earlier run again (derived targets recomputed from its figures), measuring nothing."""
+    result = json.loads(path.read_text())
+    sizes = sorted(row["hosts"] for row in result["figures"].values() if "hosts" in row) or [1]
+    result["derived"] = derive(result["figures"], sizes)
+    print(save(result, path))
+    return 0
+
+
+def save(result, path):
+    """Write the result as JSON at path and as Markdown beside it; return the tables."""
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    table = markdown(result)
+    path.with_suffix(".md").write_text(
+        f"# Benchmarks {result['date']}\n\n`{result['command']}` ({result['ansible']}, {result['cores']} cores, "
+        f"load average {result['load_average'][0]} at the end)\n\n" + table)
+    return table
 
 
 def main(argv=None):
@@ -415,7 +434,10 @@ def main(argv=None):
     parser.add_argument("--fleet", type=int, nargs="+", help="fleet sizes (default 1 4 8 16, smoke 1)")
     parser.add_argument("--skip", nargs="+", default=[], choices=["compose", "backup", "tuning", "fleet"])
     parser.add_argument("--out", default=str(REPO / "bench" / "results"), help="directory of the results")
+    parser.add_argument("--render", metavar="JSON", help="only write the .md of an earlier run's .json again")
     args = parser.parse_args(argv)
+    if args.render:
+        return render(Path(args.render))
     runs = args.runs or (1 if args.smoke else 5)
     sizes = sorted(args.fleet or ([1] if args.smoke else [1, 4, 8, 16]))
     if max(sizes) > 16 or min(sizes) < 1:
@@ -440,12 +462,7 @@ def main(argv=None):
                   "seconds": round(time.monotonic() - started, 1), "health_budget": HEALTH_BUDGET,
                   "figures": rows, "derived": derive(rows, sizes), "breakdown": state["breakdown"],
                   "notes": bench.notes}
-        (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        table = markdown(result)
-        (out_dir / f"{stem}.md").write_text(
-            f"# Benchmarks {result['date']}\n\n`{command}` ({result['ansible']}, {result['cores']} cores, "
-            f"load average {result['load_average'][0]} at the end)\n\n" + table)
-        return table
+        return save(result, out_dir / f"{stem}.json")
 
     sections = [("systemd", lambda: bench.systemd(runs)),
                 ("breakdown", lambda: state.update(breakdown=bench.breakdown())),
