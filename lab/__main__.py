@@ -1,4 +1,4 @@
-"""python -m lab up|down|status|images|load IMAGE"""
+"""python -m lab [--inventory DIR] up|down|status|images|load IMAGE"""
 
 import argparse
 import sys
@@ -23,7 +23,7 @@ def cmd_up(args):
     ensure_image("runtime")
     ensure_image("postgres")  # the database service of Compose stacks
     public_key = lab_hosts.ensure_ssh_key()
-    inventory = lab_hosts.lab_hosts()
+    inventory = lab_hosts.lab_hosts(args.inventory)
     names = args.hosts or sorted(inventory)
 
     def bring_up(name):
@@ -32,7 +32,7 @@ def cmd_up(args):
         if state != "running":
             failed = lab_hosts.docker_exec(name, "systemctl", "--failed", "--no-legend", check=False).stdout.decode()
             raise RuntimeError(f"{name}: systemd is {state!r}; failed units:\n{failed}")
-        lab_hosts.provision(name, public_key)
+        lab_hosts.provision(name, public_key, docker=inventory[name].get("lab_docker", True))
         lab_hosts.wait_ssh(inventory[name])
         return name
 
@@ -45,11 +45,11 @@ def cmd_up(args):
 
 
 def cmd_status(args):
-    inventory = lab_hosts.lab_hosts()
+    inventory = lab_hosts.lab_hosts(args.inventory)
     print(f"{'HOST':<10} {'SSH':<16} {'CONTAINER':<10} {'SYSTEMD':<10} DOCKER")
     healthy = True
     for name in args.hosts or sorted(inventory):
-        status = lab_hosts.host_status(name)
+        status = lab_hosts.host_status(name, docker=inventory[name].get("lab_docker", True))
         healthy &= status["systemd"] == "running" and status["docker"] not in ("-", "not answering")
         print(f"{name:<10} 127.0.0.1:{inventory[name]['ansible_port']:<6} {status['container']:<10} "
               f"{status['systemd']:<10} {status['docker']}")
@@ -57,19 +57,21 @@ def cmd_status(args):
 
 
 def cmd_down(args):
-    for name in args.hosts or sorted(lab_hosts.lab_hosts()):
+    for name in args.hosts or sorted(lab_hosts.lab_hosts(args.inventory)):
         lab_hosts.remove_host(name)
         print(f"lab: {name} removed")
 
 
 def cmd_load(args):
-    for name in args.hosts or sorted(lab_hosts.lab_hosts()):
+    for name in args.hosts or sorted(lab_hosts.lab_hosts(args.inventory)):
         lab_hosts.load_image(name, args.image)
         print(f"lab: {args.image} loaded into {name}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser.add_argument("--inventory", help="the hosts of this inventory (a directory or its hosts.yml; "
+                                            "default inventories/lab), e.g. bench/inventory")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text in (
         ("up", cmd_up, "install/start Docker, build images if their recipe changed, start the lab hosts"),

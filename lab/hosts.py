@@ -1,4 +1,9 @@
-"""Lab hosts: the containers named in inventories/lab, each a Debian 12 machine with systemd as PID 1."""
+"""Lab hosts: the containers named in inventories/lab (or another inventory, e.g. bench/inventory), each a
+Debian 12 machine with systemd as PID 1.
+
+Host variables read here: ansible_port (SSH, published on 127.0.0.1), lab_http_port (the host's app port
+published on 127.0.0.1), lab_docker (default true; false: a light host whose Docker engine is never started).
+"""
 
 import subprocess
 import time
@@ -24,9 +29,17 @@ CONTAINER_FLAGS = (
 )
 
 
-def lab_hosts():
-    """{name: hostvars} for every host of inventories/lab/hosts.yml, inherited group vars included."""
-    data = yaml.safe_load(INVENTORY.read_text())
+def inventory_file(inventory=None):
+    """The hosts.yml of an inventory given as a directory or a file (default inventories/lab)."""
+    path = Path(inventory) if inventory else INVENTORY
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path / "hosts.yml" if path.is_dir() else path
+
+
+def lab_hosts(inventory=None):
+    """{name: hostvars} for every host of the inventory's hosts.yml, inherited group vars included."""
+    data = yaml.safe_load(inventory_file(inventory).read_text())
     hosts = {}
 
     def walk(group, inherited):
@@ -77,11 +90,10 @@ def start_host(host, hostvars, image_ref):
     ports = ["-p", f"127.0.0.1:{hostvars['ansible_port']}:22"]
     if "lab_http_port" in hostvars:
         ports += ["-p", f"127.0.0.1:{hostvars['lab_http_port']}:{hostvars.get('lab_app_port', 8080)}"]
+    # Nested overlay2 needs /var/lib/docker on a real filesystem, not on the container's overlay.
+    volume = ["-v", f"{container_name(host)}-docker:/var/lib/docker"] if hostvars.get("lab_docker", True) else []
     run(["docker", "run", "-d", "--name", container_name(host), "--hostname", host, "--label", LABEL,
-         *CONTAINER_FLAGS, *ports,
-         # Nested overlay2 needs /var/lib/docker on a real filesystem, not on the container's overlay.
-         "-v", f"{container_name(host)}-docker:/var/lib/docker",
-         image_ref])
+         *CONTAINER_FLAGS, *ports, *volume, image_ref])
     return True
 
 
@@ -96,14 +108,15 @@ def wait_booted(host, timeout=120):
         time.sleep(1)
 
 
-def provision(host, public_key):
-    """What a real host would have from its provisioning: the deploy user's key and a running Docker."""
+def provision(host, public_key, docker=True):
+    """What a real host would have from its provisioning: the deploy user's key and (docker) a running Docker."""
     docker_exec(host, "sh", "-c",
                 "install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh && "
                 "cat > /home/deploy/.ssh/authorized_keys && "
                 "chown deploy:deploy /home/deploy/.ssh/authorized_keys && "
                 "chmod 0600 /home/deploy/.ssh/authorized_keys", input_bytes=public_key)
-    docker_exec(host, "systemctl", "enable", "--now", "docker.service", timeout=180)
+    if docker:
+        docker_exec(host, "systemctl", "enable", "--now", "docker.service", timeout=180)
 
 
 def ssh_argv(hostvars, *command):
@@ -124,13 +137,14 @@ def wait_ssh(hostvars, timeout=60):
         time.sleep(1)
 
 
-def host_status(host):
+def host_status(host, docker=True):
     state = container_state(host)
-    status = {"host": host, "container": state, "systemd": "-", "docker": "-"}
+    status = {"host": host, "container": state, "systemd": "-", "docker": "-" if docker else "off"}
     if state == "running":
         status["systemd"] = docker_exec(host, "systemctl", "is-system-running", check=False).stdout.decode().strip()
-        docker = docker_exec(host, "docker", "info", "--format", "{{.ServerVersion}}", check=False)
-        status["docker"] = docker.stdout.decode().strip() if docker.returncode == 0 else "not answering"
+        if docker:
+            info = docker_exec(host, "docker", "info", "--format", "{{.ServerVersion}}", check=False)
+            status["docker"] = info.stdout.decode().strip() if info.returncode == 0 else "not answering"
     return status
 
 
