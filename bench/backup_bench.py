@@ -23,9 +23,7 @@ The module's own work is timed (module_utils called directly); `--with-ansible` 
 import argparse
 import json
 import os
-import pwd
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,10 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "collections"))
+sys.path[:0] = [str(REPO), str(REPO / "collections")]
 from ansible_collections.shipit.deploy.plugins.module_utils import _backup  # noqa: E402
+from lab.postgres import PG_BIN, cluster  # noqa: E402
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ROW_SQL = ("'/page/' || (x % 997)", "'Mozilla/5.0 (X11; Linux x86_64) pulse-bench/' || (x % 13)",
            "hex(randomblob(48))")
 
@@ -78,46 +76,6 @@ def make_sqlite(path, target_bytes):
     return start
 
 
-class Cluster:
-    def __init__(self, base):
-        self.base = Path(base)
-        self.port = free_port()
-        self.as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-    def run(self, *argv, **kwargs):
-        return subprocess.run(self.as_pg + [str(PG_BIN / argv[0]), *argv[1:]], check=True, cwd=self.base,
-                              capture_output=True, text=True, **kwargs)
-
-    def start(self):
-        self.base.mkdir(parents=True)
-        if self.as_pg:
-            owner = pwd.getpwnam("postgres")
-            os.chown(self.base, owner.pw_uid, owner.pw_gid)
-        self.run("initdb", "-D", str(self.base / "data"), "-U", "postgres", "--auth=trust", "--no-sync",
-                 "--no-instructions", "--encoding=UTF8", "--locale=C")
-        self.run("pg_ctl", "-D", str(self.base / "data"), "-l", str(self.base / "log"), "-w", "-o",
-                 f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.base} "
-                 "-c shared_buffers=1GB -c maintenance_work_mem=512MB -c max_wal_size=4GB", "start")
-
-    def stop(self):
-        subprocess.run(self.as_pg + [str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast", "-w",
-                                     "stop"], cwd=self.base, capture_output=True, check=False)
-
-    def env(self):
-        return {"PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": "postgres"}
-
-    def psql(self, sql, db="postgres"):
-        return subprocess.run([str(PG_BIN / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql],
-                              env=dict(os.environ, **self.env()), check=True, capture_output=True,
-                              text=True).stdout.strip()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def make_pg(cluster, target_bytes):
     cluster.psql("CREATE DATABASE bench")
     cluster.psql("CREATE TABLE visits (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, path text, "
@@ -128,9 +86,9 @@ def make_pg(cluster, target_bytes):
         cluster.psql(f"INSERT INTO visits SELECT x, now() - x * interval '1 second', '/page/' || (x % 997), "
                      f"'Mozilla/5.0 (X11; Linux x86_64) pulse-bench/' || (x % 13), "
                      f"md5(random()::text) || md5(random()::text) || md5(random()::text) "
-                     f"FROM generate_series({start + 1}, {start + batch}) x", "bench")
+                     f"FROM generate_series({start + 1}, {start + batch}) x", "bench", timeout=600)
         start += batch
-    cluster.psql("VACUUM ANALYZE", "bench")
+    cluster.psql("VACUUM ANALYZE", "bench", timeout=600)
     return start
 
 
@@ -172,13 +130,13 @@ def bench_sqlite(work, target, results, with_ansible):
 
 
 def bench_pg(work, target, results, with_ansible):
-    cluster = Cluster(work / "pg")
-    cluster.start()
-    try:
-        gen, rows = timed(lambda: make_pg(cluster, target))
-        db_size = int(cluster.psql("SELECT pg_database_size('bench')"))
+    # Durable like a real server (not lab.postgres' test settings), with memory for a 1 GB database.
+    settings = ("shared_buffers=1GB", "maintenance_work_mem=512MB", "max_wal_size=4GB")
+    with cluster("bench", prefix="pg-", settings=settings, parent=work) as pg_cluster:
+        gen, rows = timed(lambda: make_pg(pg_cluster, target))
+        db_size = int(pg_cluster.psql("SELECT pg_database_size('bench')"))
         print(f"postgresql: generated {mib(db_size)} ({rows:,} rows) in {gen:.1f} s", flush=True)
-        env = dict(os.environ, **cluster.env())
+        env = dict(os.environ, **pg_cluster.tcp_env())
         pg = lambda tool: str(PG_BIN / tool)  # noqa: E731
         zst, plain = work / "bare.pgdump.zst", work / "bare.pgdump"
         t_zstd, _ = timed(lambda: sh(f"set -o pipefail; {pg('pg_dump')} -Fc -Z0 -d bench | zstd -1 -q > {zst}", env=env))
@@ -188,29 +146,27 @@ def bench_pg(work, target, results, with_ansible):
 
         backups = work / "backups" / "shop"
         _backup.ensure_private_dir(str(backups))
-        tools = _backup.Tools(pg_bin_dir=str(PG_BIN), env=cluster.env())
+        tools = _backup.Tools(pg_bin_dir=str(PG_BIN), env=pg_cluster.tcp_env())
         t_ours, manifest = timed(lambda: _backup.take_backup(
             directory=str(backups), app="shop", kind="postgresql", compression="zstd", level=1, threads=None,
             tools=tools, database="bench"))
         results.append(("postgresql", "backup", "shipit db_backup (verified)", t_ours, manifest["size"]))
 
         def bare_restore(name, source):
-            cluster.psql(f"CREATE DATABASE {name}")
+            pg_cluster.psql(f"CREATE DATABASE {name}")
             sh(f"set -o pipefail; {source} -d {name}", env=env)
         t_r1, _ = timed(lambda: bare_restore("r1", f"zstd -dc {zst} | {pg('pg_restore')}"))
         results.append(("postgresql", "restore", "bare: zstd -dc | pg_restore", t_r1, None))
-        cluster.psql("DROP DATABASE r1")
+        pg_cluster.psql("DROP DATABASE r1")
         t_r2, _ = timed(lambda: bare_restore("r2", f"{pg('pg_restore')} {plain}"))
         results.append(("postgresql", "restore", "bare: pg_restore (gzip dump)", t_r2, None))
-        cluster.psql("DROP DATABASE r2")
+        pg_cluster.psql("DROP DATABASE r2")
 
         def ours_restore():
             _backup.stage_pg(manifest, "bench", tools)
             _backup.make_live_pg(manifest, "bench", tools)
         t_ours_r, _ = timed(ours_restore)
         results.append(("postgresql", "restore", "shipit db_restore staged + live", t_ours_r, None))
-    finally:
-        cluster.stop()
 
 
 def report(results):

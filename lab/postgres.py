@@ -27,34 +27,46 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, base, port, as_postgres):
+    def __init__(self, base, port, as_postgres, superuser_password):
         self.base, self.port, self.host, self.bin_dir = base, port, "127.0.0.1", str(PG_BIN)
+        self.superuser_password = superuser_password
         self.as_postgres = as_postgres
 
-    def psql(self, sql, database="postgres"):
+    def psql(self, sql, database="postgres", timeout=60):
         """SQL as the superuser over the Unix socket (peer authentication): an oracle independent of the code."""
         proc = subprocess.run(self.as_postgres + [str(PG_BIN / "psql"), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
                                                   "-h", str(self.base), "-p", str(self.port), "-d", database,
                                                   "-c", sql],
-                              cwd=self.base, capture_output=True, text=True, timeout=60, check=False)
+                              cwd=self.base, capture_output=True, text=True, timeout=timeout, check=False)
         if proc.returncode != 0:
             raise AssertionError(f"psql failed: {proc.stderr}")
         return proc.stdout.strip()
+
+    def tcp_env(self):
+        """libpq environment of the superuser over TCP."""
+        return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": "postgres",
+                "PGPASSWORD": self.superuser_password}
 
 
 def sql_literal(text):
     return "'" + text.replace("'", "''") + "'"
 
 
+# Tests need no durability: a crash only loses a throwaway cluster.
+TEST_SETTINGS = ("fsync=off", "full_page_writes=off", "synchronous_commit=off")
+
+
 @contextlib.contextmanager
-def cluster(superuser_password, hba_host_lines=("host all all 127.0.0.1/32 scram-sha-256",), prefix="shipit-pg-"):
-    """Yield a running Cluster: superuser postgres (peer on the socket), TCP rules hba_host_lines."""
+def cluster(superuser_password, hba_host_lines=("host all all 127.0.0.1/32 scram-sha-256",), prefix="shipit-pg-",
+            settings=TEST_SETTINGS, parent=None):
+    """Yield a running Cluster: superuser postgres (peer on the socket, the password over TCP), TCP rules
+    hba_host_lines, server settings (name=value), in a new directory under parent (default: the temp dir)."""
     if not (PG_BIN / "initdb").exists():
         raise ClusterError(f"PostgreSQL 15 server binaries are missing ({PG_BIN}/initdb): "
                            "install them with `apt-get install -y postgresql-15` (scripts/bootstrap does)")
     as_root = os.geteuid() == 0
     as_postgres = ["runuser", "-u", "postgres", "--"] if as_root else []
-    base = Path(tempfile.mkdtemp(prefix=prefix))
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     owner = pwd.getpwnam("postgres") if as_root else None
 
     def give(path):
@@ -77,12 +89,12 @@ def cluster(superuser_password, hba_host_lines=("host all all 127.0.0.1/32 scram
             f"--pwfile={base / 'pwfile'}", "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
         (data / "pg_hba.conf").write_text("local all postgres peer\n" + "".join(f"{line}\n" for line in hba_host_lines))
         give(data / "pg_hba.conf")
-        options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} "
-                   "-c fsync=off -c full_page_writes=off -c synchronous_commit=off")
+        options = " ".join(f"-c {setting}" for setting in
+                           ("listen_addresses=127.0.0.1", f"port={port}", f"unix_socket_directories={base}", *settings))
         run(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "30", "-o", options,
             "start")
         started = True
-        yield Cluster(base, port, as_postgres)
+        yield Cluster(base, port, as_postgres, superuser_password)
     finally:
         if started:
             subprocess.run(as_postgres + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
