@@ -59,7 +59,6 @@ KIND_TASK_FILES = {
     "layout": "release",    # user, directories, environment file
     "images": "release",    # images present and pinned (compose)
     "release": "release",   # unpack the release / render its Compose file
-    "unit": "release",      # service unit (systemd)
     "migrate": "migrate",
     "switch": "switch",
     "switch_service": "switch",

@@ -1,0 +1,492 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: systemd_release
+short_description: Stage a release of a systemd service, or make a staged release live
+version_added: 0.2.0
+description:
+  - The host side of the C(shipit.deploy.systemd_service) role. Each step of a deploy is one call of this
+    module, so a deploy makes a few round trips to the host instead of one per file, user and directory.
+  - O(state=present) stages the release. It creates the service group and user (system, no login shell) and
+    the layout C(<app_dir>/{releases,shared,shared/config,shared/<dir>}). It writes the environment file
+    (C(0640), root and the service group). It unpacks the release tarball into C(releases/<release_id>): the
+    tarball is unpacked beside it and renamed into place, so a release directory is always whole. It links
+    the shared directories into the release, and installs the unit once C(systemd-analyze verify) accepts it.
+    On a first deploy (no C(current) yet) C(current) is pointed at the release, which the unit needs to verify.
+  - O(state=live) makes a staged release live. C(current) is replaced by rename(2) of a prepared link, so
+    readers see the old or the new release, never none. A previous start failure is cleared (a crash-looping
+    release may have tripped the start limit), systemd reloads a changed unit, and the service is enabled and
+    restarted; it is only started when nothing changed. Then releases beyond O(keep_releases) are removed.
+  - A release that is not on the host is refused before anything changes, with C(nothing was changed). A unit
+    that does not verify is not installed, and nothing is made live.
+  - With the action plugin, O(artifact) is a tarball on the controller, copied to the host only when it is
+    needed.
+author:
+  - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  action:
+    support: full
+    description: The action plugin copies O(artifact) from the controller.
+options:
+  state:
+    description: C(present) stages the release, C(live) makes the staged release live.
+    type: str
+    choices: [present, live]
+    default: present
+  app_dir:
+    description: Directory of the application; its releases are in C(releases/), C(current) links to the live one.
+    type: path
+    required: true
+  release_id:
+    description:
+      - Name of the release's directory under C(releases/).
+      - When it is not given the releases are left as they are. O(state=present) then keeps only the user, the
+        layout, the environment and the unit in shape, and O(state=live) only the service (an idempotent re-run).
+    type: str
+  unit:
+    description: Name of the systemd unit, for example C(pulse.service).
+    type: str
+    required: true
+  host_label:
+    description: Name of the host in messages (the inventory name); defaults to the host's own name.
+    type: str
+  artifact:
+    description:
+      - Release tarball on the controller (any compression C(tar) reads). The action plugin copies it to the
+        host when O(state=present) and the release is not staged yet.
+      - Give either O(artifact) or O(src); neither is needed when the release is already on the host.
+    type: path
+  src:
+    description: Release tarball already on the host.
+    type: path
+  user:
+    description: System user the service runs as. With O(state=present), created when it is missing.
+    type: str
+  group:
+    description: Group of O(user). With O(state=present), created when it is missing.
+    type: str
+  shared_dirs:
+    description: Directories under C(shared/) kept across releases, owned by O(user) and linked into each release.
+    type: list
+    elements: str
+    default: []
+  env_file:
+    description: Path of the environment file of the service and its migrations.
+    type: path
+  env_content:
+    description: Content of O(env_file). It is never printed.
+    type: str
+  unit_content:
+    description: Content of the unit file, installed as C(/etc/systemd/system/<unit>) once it verifies.
+    type: str
+  restart:
+    description:
+      - With O(state=live), restart the service even when C(current) did not move (its unit or its
+        environment changed).
+    type: bool
+    default: false
+  keep_releases:
+    description:
+      - With O(state=live), how many release directories to keep (the newest by name, release ids sort by
+        time). Nothing is removed when it is not given.
+    type: int
+  protected_releases:
+    description: Releases never removed by O(keep_releases) (the rollback target); the live release is never removed.
+    type: list
+    elements: str
+    default: []
+notes:
+  - Runs as root (it creates users, writes C(/etc/systemd/system) and restarts services).
+  - Release ids must sort by time; C(shipit.deploy.deploy) makes them from a UTC timestamp.
+seealso:
+  - module: shipit.deploy.release_ledger
+"""
+
+EXAMPLES = r"""
+- name: Stage the release and install its verified unit
+  shipit.deploy.systemd_release:
+    state: present
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+    unit: pulse.service
+    artifact: dist/pulse-1.1.0.tar.gz
+    user: pulse
+    group: pulse
+    shared_dirs: [data]
+    env_file: /srv/pulse/shared/config/pulse.env
+    env_content: "{{ lookup('ansible.builtin.template', 'env.j2') }}"
+    unit_content: "{{ lookup('ansible.builtin.template', 'unit.service.j2') }}"
+  register: staged
+
+- name: Switch to it and restart the service
+  shipit.deploy.systemd_release:
+    state: live
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+    unit: pulse.service
+    restart: "{{ staged.unit_changed or staged.env_changed }}"
+    keep_releases: 5
+    protected_releases: ["20261124T090000Z"]
+"""
+
+RETURN = r"""
+release_dir:
+  description: Directory of the release.
+  returned: when O(release_id) is given
+  type: str
+  sample: /srv/pulse/releases/20261125T101500Z
+changes:
+  description: What was changed (or would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["created user pulse", "unpacked the release", "installed pulse.service"]
+unpacked:
+  description: Whether the release was unpacked by this call.
+  returned: when O(state=present)
+  type: bool
+env_changed:
+  description: Whether the environment file was written.
+  returned: when O(state=present)
+  type: bool
+unit_changed:
+  description: Whether the unit file was installed.
+  returned: when O(state=present)
+  type: bool
+switched:
+  description: Whether C(current) was moved to the release.
+  returned: when O(state=live)
+  type: bool
+restarted:
+  description: Whether the service was restarted (or started).
+  returned: when O(state=live)
+  type: bool
+removed_releases:
+  description: Release directories removed by O(keep_releases).
+  returned: when O(state=live)
+  type: list
+  elements: str
+"""
+
+import grp
+import os
+import pwd
+import shutil
+import socket
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _files
+
+UNIT_DIR = "/etc/systemd/system"
+NOLOGIN = "/usr/sbin/nologin"
+# Unpacked here first, then renamed to the release id: a release directory is never half unpacked.
+PARTIAL = ".{}.partial"
+NEXT_LINK = ".current.next"
+
+
+class Release:
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.check = module.check_mode
+        self.host = self.p["host_label"] or socket.gethostname()
+        self.app_dir = self.p["app_dir"].rstrip("/")
+        self.releases = os.path.join(self.app_dir, "releases")
+        self.release_id = self.p["release_id"]
+        self.release_dir = os.path.join(self.releases, self.release_id) if self.release_id else None
+        self.current = os.path.join(self.app_dir, "current")
+        self.changes = []
+
+    def fail(self, msg, **extra):
+        self.module.fail_json(msg=f"{self.host}: {msg}", release_dir=self.release_dir, changes=self.changes,
+                              changed=bool(self.changes) and not self.check, **extra)
+
+    def change(self, what):
+        self.changes.append(what)
+        return not self.check
+
+    def run(self, argv, what):
+        rc, out, err = self.module.run_command(argv)
+        if rc != 0:
+            self.fail(f"{what} failed ({' '.join(argv)}, exit {rc}): {(err or out).strip()[-2000:]}")
+        return out
+
+    # ---- state=present ----------------------------------------------------------------------------------
+    def stage(self):
+        p = self.p
+        if not (p["user"] and p["group"]):
+            self.fail("state=present needs user and group")
+        if p["env_content"] is not None and not p["env_file"]:
+            self.fail("env_content needs env_file")
+        if self.release_id:
+            self.check_release_source()
+        gid = self.ensure_group(p["group"])
+        uid = self.ensure_user(p["user"], p["group"], gid)
+        for path, owner, group, mode in self.layout(uid, gid):
+            self.ensure_dir(path, owner, group, mode)
+        env_changed = p["env_content"] is not None and self.ensure_file(p["env_file"], p["env_content"], 0, gid, 0o640)
+        unpacked = False
+        if self.release_id:
+            unpacked = self.ensure_release()
+            if not os.path.lexists(self.current) and self.change(f"pointed current at the first release {self.release_id}"):
+                os.symlink(os.path.join("releases", self.release_id), self.current)
+        unit_changed = p["unit_content"] is not None and self.ensure_unit(p["unit"], p["unit_content"])
+        return dict(unpacked=unpacked, env_changed=env_changed, unit_changed=unit_changed)
+
+    def check_release_source(self):
+        if os.path.isdir(self.release_dir) or self.check:
+            return
+        src = self.p["src"]
+        if not src:
+            self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing) and no "
+                      "artifact was given to unpack: nothing was changed")
+        if not os.path.isfile(src):
+            self.fail(f"the release tarball {src} is missing on the host: nothing was changed")
+
+    def layout(self, uid, gid):
+        shared = os.path.join(self.app_dir, "shared")
+        dirs = [(self.app_dir, 0, 0, 0o755), (self.releases, 0, 0, 0o755), (shared, 0, 0, 0o755),
+                (os.path.join(shared, "config"), 0, gid, 0o750)]
+        return dirs + [(os.path.join(shared, name), uid, gid, 0o750) for name in self.p["shared_dirs"]]
+
+    def ensure_group(self, name):
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+        if self.change(f"created group {name}"):
+            self.run(["groupadd", "--system", name], f"creating the group {name}")
+            return grp.getgrnam(name).gr_gid
+        return -1
+
+    def ensure_user(self, name, group, gid):
+        home = self.app_dir
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            if self.change(f"created user {name}"):
+                self.run(["useradd", "--system", "--gid", group, "--shell", NOLOGIN, "--home-dir", home,
+                          "--no-create-home", name], f"creating the user {name}")
+                return pwd.getpwnam(name).pw_uid
+            return -1
+        if (entry.pw_gid, entry.pw_shell, entry.pw_dir) != (gid, NOLOGIN, home) and self.change(f"updated user {name}"):
+            self.run(["usermod", "--gid", group, "--shell", NOLOGIN, "--home", home, name], f"updating the user {name}")
+        return entry.pw_uid
+
+    def ensure_dir(self, path, uid, gid, mode):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            if self.change(f"created {path}"):
+                os.mkdir(path)
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
+            return
+        if not stat.S_ISDIR(st.st_mode):
+            self.fail(f"{path} exists and is not a directory: move it away")
+        # uid or gid -1 (created in check mode only): nothing to compare yet.
+        if -1 not in (uid, gid) and (st.st_uid, st.st_gid) != (uid, gid) and self.change(f"set the owner of {path}"):
+            os.chown(path, uid, gid)
+        if stat.S_IMODE(st.st_mode) != mode and self.change(f"set the mode of {path}"):
+            os.chmod(path, mode)
+
+    def ensure_file(self, path, content, uid, gid, mode):
+        """Write path atomically when its content differs; fix its owner and mode. Returns whether it changed."""
+        data = content.encode()
+        try:
+            with open(path, "rb") as handle:
+                same = handle.read() == data
+            st = os.stat(path)
+            same = same and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode)
+        except FileNotFoundError:
+            same = False
+        if same or not self.change(f"wrote {path}"):
+            return not same
+        directory = os.path.dirname(path)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchown(handle.fileno(), uid, gid)
+                os.fchmod(handle.fileno(), mode)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        _files.fsync_dir(directory)
+        return True
+
+    def ensure_release(self):
+        """Unpack the release when it is not on the host yet, and link the shared directories into it."""
+        unpacked = False
+        if not os.path.isdir(self.release_dir):
+            unpacked = True
+            if self.change(f"unpacked the release {self.release_id}"):
+                partial = os.path.join(self.releases, PARTIAL.format(self.release_id))
+                shutil.rmtree(partial, ignore_errors=True)
+                os.mkdir(partial, 0o755)
+                try:
+                    # Owned by root whatever the tarball says; GNU tar refuses members outside the directory.
+                    self.run(["tar", "--extract", "--no-same-owner", "--file", self.p["src"], "--directory", partial],
+                             "unpacking the release")
+                    os.chmod(partial, 0o755)
+                    self.link_shared(partial)
+                    os.rename(partial, self.release_dir)
+                except BaseException:  # fail_json exits: leave no half-unpacked release behind
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+                _files.fsync_dir(self.releases)
+            return unpacked
+        self.link_shared(self.release_dir)
+        return unpacked
+
+    def link_shared(self, release_dir):
+        for name in self.p["shared_dirs"]:
+            link = os.path.join(release_dir, name)
+            target = os.path.join(self.app_dir, "shared", name)
+            if os.path.islink(link) and os.readlink(link) == target:
+                continue
+            if os.path.isdir(link) and not os.path.islink(link):
+                if os.listdir(link):
+                    self.fail(f"the release has its own {name}/ with files in it, but {name} is a shared directory "
+                              f"(shared_dirs): remove {name}/ from the artifact or from shared_dirs")
+                if self.change(f"linked shared/{name} into the release"):
+                    os.rmdir(link)
+                    os.symlink(target, link)
+                continue
+            if self.change(f"linked shared/{name} into the release"):
+                if os.path.lexists(link):
+                    os.unlink(link)
+                os.symlink(target, link)
+
+    def ensure_unit(self, name, content):
+        path = os.path.join(UNIT_DIR, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                if handle.read() == content:
+                    return False
+        except FileNotFoundError:
+            pass
+        if not self.change(f"installed {name}"):
+            return True
+        # systemd-analyze wants a file named like a unit: verify a copy under the real name first.
+        with tempfile.TemporaryDirectory(prefix="shipit-unit.") as scratch:
+            candidate = os.path.join(scratch, name)
+            with open(candidate, "w", encoding="utf-8") as handle:
+                handle.write(content)
+            rc, out, err = self.module.run_command(["systemd-analyze", "verify", candidate])
+            if rc != 0:
+                self.changes.pop()
+                self.fail(f"the unit {name} does not verify, so it was not installed: {(err or out).strip()[-2000:]}")
+        self.ensure_file(path, content, 0, 0, 0o644)
+        return True
+
+    # ---- state=live -------------------------------------------------------------------------------------
+    def make_live(self):
+        p = self.p
+        if self.release_id and not os.path.isdir(self.release_dir):
+            self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
+                      "nothing was changed")
+        target = os.path.join("releases", self.release_id or "")
+        switched = bool(self.release_id) and not (
+            os.path.islink(self.current) and os.readlink(self.current).rstrip("/") in (target, self.release_dir))
+        if switched and self.change(f"switched current to {target}"):
+            nxt = os.path.join(self.app_dir, NEXT_LINK)
+            if os.path.lexists(nxt):
+                os.unlink(nxt)
+            os.symlink(target, nxt)
+            os.replace(nxt, self.current)
+            _files.fsync_dir(self.app_dir)
+        restarted = self.ensure_service(p["unit"], switched or p["restart"])
+        removed = self.prune() if p["keep_releases"] is not None and self.release_id else []
+        return dict(switched=switched, restarted=restarted, removed_releases=removed)
+
+    def unit_state(self, unit):
+        out = self.run(["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload",
+                        unit], f"reading the state of {unit}")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def ensure_service(self, unit, restart):
+        state = self.unit_state(unit)
+        # A unit file installed or changed since systemd last read it (also after an interrupted run).
+        if (state.get("LoadState") == "not-found" or state.get("NeedDaemonReload") == "yes") \
+                and self.change("reloaded systemd"):
+            self.run(["systemctl", "daemon-reload"], "reloading systemd")
+        if state.get("UnitFileState") != "enabled" and self.change(f"enabled {unit}"):
+            self.run(["systemctl", "enable", unit], f"enabling {unit}")
+        if not restart and state.get("ActiveState") == "active":
+            return False
+        if self.change(f"{'restarted' if restart else 'started'} {unit}"):
+            # A crash-looping release may have tripped the start limit: clear it so this start is not refused.
+            rc, _out, err = self.module.run_command(["systemctl", "reset-failed", unit])
+            if rc != 0 and "not loaded" not in err:
+                self.fail(f"clearing the start failure of {unit} failed: {err.strip()}")
+            self.run(["systemctl", "restart" if restart else "start", unit], f"starting {unit}")
+        return True
+
+    def prune(self):
+        keep = max(self.p["keep_releases"], 1)
+        names = sorted(name for name in os.listdir(self.releases)
+                       if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
+        live = os.path.basename(os.path.realpath(self.current)) if os.path.lexists(self.current) else None
+        protected = set(self.p["protected_releases"]) | {self.release_id, live}
+        doomed = [name for name in names[:-keep] if name not in protected]
+        # Unpacks a killed run left behind (the deploy lock makes sure no other run is unpacking now).
+        leftovers = [name for name in os.listdir(self.releases) if name.startswith(".") and name.endswith(".partial")]
+        for name in doomed + leftovers:
+            if self.change(f"removed releases/{name}"):
+                shutil.rmtree(os.path.join(self.releases, name))
+        return doomed
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["present", "live"], default="present"),
+            app_dir=dict(type="path", required=True),
+            release_id=dict(type="str"),
+            unit=dict(type="str", required=True),
+            host_label=dict(type="str"),
+            src=dict(type="path"),
+            user=dict(type="str"),
+            group=dict(type="str"),
+            shared_dirs=dict(type="list", elements="str", default=[]),
+            env_file=dict(type="path"),
+            env_content=dict(type="str", no_log=True),
+            unit_content=dict(type="str"),
+            restart=dict(type="bool", default=False),
+            keep_releases=dict(type="int"),
+            protected_releases=dict(type="list", elements="str", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    release_id = module.params["release_id"]
+    if release_id is not None and (not release_id or "/" in release_id or release_id.startswith(".")):
+        module.fail_json(msg=f"release_id must be a plain directory name, got {release_id!r}: nothing was changed")
+    for name in module.params["shared_dirs"]:
+        if not name or "/" in name or name.startswith("."):
+            module.fail_json(msg=f"shared_dirs must be plain directory names, got {name!r}: nothing was changed")
+    release = Release(module)
+    result = release.stage() if module.params["state"] == "present" else release.make_live()
+    module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""systemd_release runs as a real collection module (ansible ad-hoc on localhost, as root, through its action
+plugin). Staging is checked here on the file system; making a release live needs systemd as PID 1, which the
+Molecule scenarios systemd_service and safety have."""
+
+import grp
+import io
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+import tarfile
+
+import pytest
+
+from test_deploy_lock import run_module
+
+
+def make_tarball(path, members):
+    """A gzipped tarball of {name: content}; a content of None is a directory."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 4242
+            if content is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                data = content.encode()
+                info.size, info.mode = len(data), 0o755
+                tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+@pytest.fixture()
+def account():
+    """A throwaway system user and group, for the module to create; removed afterwards."""
+    name = "shipit-ut-" + secrets.token_hex(3)
+    yield name
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    subprocess.run(["groupdel", name], capture_output=True, check=False)
+
+
+@pytest.fixture()
+def stage_args(tmp_path, account):
+    artifact = make_tarball(tmp_path / "app-1.0.0.tar.gz", {"bin": None, "bin/app": "#!/bin/sh\necho 1.0.0\n",
+                                                             "RELEASE.json": '{"version": "1.0.0"}'})
+    app_dir = tmp_path / "srv" / "app"
+    return {"state": "present", "app_dir": str(app_dir), "release_id": "20261125T100000Z",
+            "unit": f"{account}.service", "host_label": "web1", "artifact": artifact, "user": account,
+            "group": account, "shared_dirs": ["data"], "env_file": str(app_dir / "shared/config/app.env"),
+            "env_content": "TOKEN=\"s3cret-canary\"\n"}
+
+
+def mode_owner(path):
+    st = os.lstat(path)
+    return oct(stat.S_IMODE(st.st_mode)), pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name
+
+
+def test_stage_creates_user_layout_environment_and_release(tmp_path, stage_args, account):
+    (tmp_path / "srv").mkdir()
+    result = run_module("systemd_release", stage_args)
+    assert not result.get("failed"), result
+    assert result["changed"] and result["unpacked"] and result["env_changed"] and not result["unit_changed"]
+    user = pwd.getpwnam(account)
+    assert (user.pw_shell, user.pw_dir) == ("/usr/sbin/nologin", stage_args["app_dir"])
+    assert grp.getgrgid(user.pw_gid).gr_name == account
+
+    app = tmp_path / "srv" / "app"
+    release = app / "releases" / "20261125T100000Z"
+    assert mode_owner(app) == ("0o755", "root", "root")
+    assert mode_owner(app / "shared" / "config") == ("0o750", "root", account)
+    assert mode_owner(app / "shared" / "data") == ("0o750", account, account)
+    assert mode_owner(app / "shared" / "config" / "app.env") == ("0o640", "root", account)
+    assert (app / "shared" / "config" / "app.env").read_text() == 'TOKEN="s3cret-canary"\n'
+    # Unpacked owned by root whatever the tarball says, modes kept; shared data linked in.
+    assert mode_owner(release / "bin" / "app") == ("0o755", "root", "root")
+    assert os.readlink(release / "data") == str(app / "shared" / "data")
+    # First deploy: current points at the release (the unit needs it to verify).
+    assert os.readlink(app / "current") == "releases/20261125T100000Z"
+    assert sorted(os.listdir(app / "releases")) == ["20261125T100000Z"]
+    # The environment is never printed.
+    assert "s3cret-canary" not in repr(result)
+
+
+def test_stage_again_changes_nothing_and_check_mode_changes_nothing(tmp_path, stage_args):
+    (tmp_path / "srv").mkdir()
+    assert run_module("systemd_release", stage_args)["changed"]
+    again = run_module("systemd_release", stage_args)
+    assert not again.get("failed") and again["changed"] is False and again["changes"] == [], again
+
+    (tmp_path / "srv" / "app" / "shared" / "config" / "app.env").write_text("drifted\n")
+    before = sorted(str(p) for p in (tmp_path / "srv").rglob("*"))
+    checked = run_module("systemd_release", dict(stage_args, release_id="20261125T110000Z"), check=True)
+    assert checked["changed"] and checked["unpacked"] and checked["env_changed"], checked
+    assert sorted(str(p) for p in (tmp_path / "srv").rglob("*")) == before
+    assert (tmp_path / "srv" / "app" / "shared" / "config" / "app.env").read_text() == "drifted\n"
+
+
+def test_release_not_on_host_without_artifact_is_refused_before_any_change(tmp_path, stage_args):
+    args = dict(stage_args)
+    del args["artifact"]
+    result = run_module("systemd_release", args)
+    assert result["failed"] and "release 20261125T100000Z is not on the host" in result["msg"], result
+    assert "nothing was changed" in result["msg"] and result["msg"].startswith("web1: ")
+    assert not (tmp_path / "srv").exists()
+
+    live = run_module("systemd_release", {"state": "live", "app_dir": stage_args["app_dir"],
+                                          "release_id": "20261125T100000Z", "unit": "x.service"})
+    assert live["failed"] and "is not on the host" in live["msg"] and "nothing was changed" in live["msg"]
+
+
+def test_tarball_cannot_write_outside_its_release(tmp_path, stage_args):
+    (tmp_path / "srv").mkdir()
+    evil = make_tarball(tmp_path / "evil.tar.gz", {"bin": None, "bin/app": "x", "../../escaped": "x"})
+    result = run_module("systemd_release", dict(stage_args, artifact=evil))
+    assert result["failed"] and "unpacking the release failed" in result["msg"], result
+    assert not (tmp_path / "srv" / "escaped").exists() and not (tmp_path / "escaped").exists()
+    assert os.listdir(tmp_path / "srv" / "app" / "releases") == []
+
+
+def test_artifact_with_files_in_a_shared_directory_is_refused(tmp_path, stage_args):
+    (tmp_path / "srv").mkdir()
+    clash = make_tarball(tmp_path / "clash.tar.gz", {"data": None, "data/seed.db": "x"})
+    result = run_module("systemd_release", dict(stage_args, artifact=clash))
+    assert result["failed"] and "has its own data/ with files in it" in result["msg"], result
+    # Nothing half-unpacked is left, nor made current.
+    assert os.listdir(tmp_path / "srv" / "app" / "releases") == []
+    assert not os.path.lexists(tmp_path / "srv" / "app" / "current")
+
+
+def test_unit_that_does_not_verify_is_not_installed(tmp_path, stage_args, account):
+    (tmp_path / "srv").mkdir()
+    unit = f"/etc/systemd/system/{account}.service"
+    result = run_module("systemd_release", dict(stage_args, unit_content="[Service]\nExecStart=relative/path\n"))
+    assert result["failed"] and f"the unit {account}.service does not verify, so it was not installed" in result["msg"]
+    assert not os.path.exists(unit)
+
+
+def test_bad_names_are_refused(stage_args):
+    for key, value in (("release_id", "../x"), ("shared_dirs", ["../etc"])):
+        result = run_module("systemd_release", dict(stage_args, **{key: value}))
+        assert result["failed"] and "nothing was changed" in result["msg"], (key, result)
