@@ -14,7 +14,7 @@ description:
     module, so a deploy makes a few round trips to the host instead of one per file, user and directory.
   - O(state=present) stages the release. It creates the service group and user (system, no login shell) and
     the layout C(<app_dir>/{releases,shared,shared/config,shared/<dir>}). It writes the environment file
-    (C(0640), root and the service group). It unpacks the release tarball into C(releases/<release_id>): the
+    (C(0640), root and the service group). It unpacks the release tarball into C(releases/<release_id>); the
     tarball is unpacked beside it and renamed into place, so a release directory is always whole. It links
     the shared directories into the release, and installs the unit once C(systemd-analyze verify) accepts it.
     On a first deploy (no C(current) yet) C(current) is pointed at the release, which the unit needs to verify.
