@@ -96,6 +96,13 @@ options:
         environment changed).
     type: bool
     default: false
+  check_mode_staged:
+    description:
+      - In check mode, with O(state=live), the release is missing because an earlier check-mode call with
+        O(state=present) only reported that it would stage it. Report the switch instead of refusing it.
+      - Has no effect outside check mode.
+    type: bool
+    default: false
   keep_releases:
     description:
       - With O(state=live), how many release directories to keep (the newest by name, release ids sort by
@@ -401,7 +408,8 @@ class Release:
     # ---- state=live -------------------------------------------------------------------------------------
     def make_live(self):
         p = self.p
-        if self.release_id and not os.path.isdir(self.release_dir):
+        staged = not self.release_id or os.path.isdir(self.release_dir) or (self.check and p["check_mode_staged"])
+        if not staged:
             self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
                       "nothing was changed")
         target = os.path.join("releases", self.release_id or "")
@@ -443,6 +451,8 @@ class Release:
 
     def prune(self):
         keep = max(self.p["keep_releases"], 1)
+        if not os.path.isdir(self.releases):  # check mode of a first deploy
+            return []
         names = sorted(name for name in os.listdir(self.releases)
                        if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
         live = os.path.basename(os.path.realpath(self.current)) if os.path.lexists(self.current) else None
@@ -472,6 +482,7 @@ def main():
             env_content=dict(type="str", no_log=True),
             unit_content=dict(type="str"),
             restart=dict(type="bool", default=False),
+            check_mode_staged=dict(type="bool", default=False),
             keep_releases=dict(type="int"),
             protected_releases=dict(type="list", elements="str", default=[]),
         ),
