@@ -323,21 +323,7 @@ class Release:
             same = False
         if same or not self.change(f"wrote {path}"):
             return not same
-        directory = os.path.dirname(path)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchown(handle.fileno(), uid, gid)
-                os.fchmod(handle.fileno(), mode)
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            raise
-        _files.fsync_dir(directory)
+        _files.write_file_atomic(path, data, mode, uid, gid)
         return True
 
     def ensure_release(self):
