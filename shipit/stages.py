@@ -4,7 +4,8 @@ The collection keeps each stage in one place (README, "stages"), so the file of 
 
     playbooks/<playbook>.yml, play on localhost  -> plan (the controller's play: inputs, release id)
     playbooks/stages/<name>.yml                  -> <name> (preflight, lock, backup, record, rollback, ...),
-                                                    except STAGE_FILES (ledger.yml, progress.yml: the host's stage)
+                                                    except STAGE_FILES (ledger.yml, progress.yml: the host's stage;
+                                                    lock_refused.yml: lock)
     roles/<role>/...  for a role in ROLE_STAGES  -> its stage (health -> verify, rollback -> rollback,
                                                     db_backup -> backup; ROLE_FILE_STAGES: its restore -> restore)
     roles/<kind>/tasks/<file>.yml (a kind role)  -> KIND_TASK_FILES[<file>] (release.yml -> release, ...)
@@ -34,6 +35,7 @@ INHERIT = None  # "the stage the host is in": files that serve several stages
 STAGE_FILES = {
     "ledger": INHERIT,    # the ledger read, imported by preflight (and again after a recovery)
     "progress": INHERIT,  # "in progress" record beside the lock, written at the start of each stage
+    "lock_refused": "lock",  # the lock stage's refusal, included only when another run holds a lock
 }
 STAGE_FILE_DEFAULT = {"ledger": "preflight", "progress": "lock"}
 
