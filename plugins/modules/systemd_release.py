@@ -190,47 +190,22 @@ import grp
 import os
 import pwd
 import shutil
-import socket
-import stat
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _files
+from ansible_collections.shipit.deploy.plugins.module_utils import _files, _release
 
 UNIT_DIR = "/etc/systemd/system"
 NOLOGIN = "/usr/sbin/nologin"
 # Unpacked here first, then renamed to the release id: a release directory is never half unpacked.
 PARTIAL = ".{}.partial"
-NEXT_LINK = ".current.next"
 
 
-class Release:
+class Release(_release.Releases):
     def __init__(self, module):
-        self.module = module
+        super().__init__(module, module.params["app_dir"], module.params["release_id"], module.params["host_label"])
         self.p = module.params
-        self.check = module.check_mode
-        self.host = self.p["host_label"] or socket.gethostname()
-        self.app_dir = self.p["app_dir"].rstrip("/")
-        self.releases = os.path.join(self.app_dir, "releases")
-        self.release_id = self.p["release_id"]
-        self.release_dir = os.path.join(self.releases, self.release_id) if self.release_id else None
-        self.current = os.path.join(self.app_dir, "current")
-        self.changes = []
-
-    def fail(self, msg, **extra):
-        self.module.fail_json(msg=f"{self.host}: {msg}", release_dir=self.release_dir, changes=self.changes,
-                              changed=bool(self.changes) and not self.check, **extra)
-
-    def change(self, what):
-        self.changes.append(what)
-        return not self.check
-
-    def run(self, argv, what):
-        rc, out, err = self.module.run_command(argv)
-        if rc != 0:
-            self.fail(f"{what} failed ({' '.join(argv)}, exit {rc}): {(err or out).strip()[-2000:]}")
-        return out
 
     # ---- state=present ----------------------------------------------------------------------------------
     def stage(self):
@@ -294,38 +269,6 @@ class Release:
             self.run(["usermod", "--gid", group, "--shell", NOLOGIN, "--home", home, name], f"updating the user {name}")
         return entry.pw_uid
 
-    def ensure_dir(self, path, uid, gid, mode):
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            if self.change(f"created {path}"):
-                os.mkdir(path)
-                os.chown(path, uid, gid)
-                os.chmod(path, mode)
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            self.fail(f"{path} exists and is not a directory: move it away")
-        # uid or gid -1 (created in check mode only): nothing to compare yet.
-        if -1 not in (uid, gid) and (st.st_uid, st.st_gid) != (uid, gid) and self.change(f"set the owner of {path}"):
-            os.chown(path, uid, gid)
-        if stat.S_IMODE(st.st_mode) != mode and self.change(f"set the mode of {path}"):
-            os.chmod(path, mode)
-
-    def ensure_file(self, path, content, uid, gid, mode):
-        """Write path atomically when its content differs; fix its owner and mode. Returns whether it changed."""
-        data = content.encode()
-        try:
-            with open(path, "rb") as handle:
-                same = handle.read() == data
-            st = os.stat(path)
-            same = same and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode)
-        except FileNotFoundError:
-            same = False
-        if same or not self.change(f"wrote {path}"):
-            return not same
-        _files.write_file_atomic(path, data, mode, uid, gid)
-        return True
-
     def ensure_release(self):
         """Unpack the release when it is not on the host yet, and link the shared directories into it."""
         unpacked = False
@@ -370,26 +313,16 @@ class Release:
                 os.symlink(target, link)
 
     def ensure_unit(self, name, content):
-        path = os.path.join(UNIT_DIR, name)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                if handle.read() == content:
-                    return False
-        except FileNotFoundError:
-            pass
-        if not self.change(f"installed {name}"):
-            return True
-        # systemd-analyze wants a file named like a unit: verify a copy under the real name first.
-        with tempfile.TemporaryDirectory(prefix="shipit-unit.") as scratch:
-            candidate = os.path.join(scratch, name)
-            with open(candidate, "w", encoding="utf-8") as handle:
-                handle.write(content)
-            rc, out, err = self.module.run_command(["systemd-analyze", "verify", candidate])
+        def verify(candidate_content):
+            # systemd-analyze wants a file named like a unit: verify a copy under the real name first.
+            with tempfile.TemporaryDirectory(prefix="shipit-unit.") as scratch:
+                candidate = os.path.join(scratch, name)
+                with open(candidate, "w", encoding="utf-8") as handle:
+                    handle.write(candidate_content)
+                rc, out, err = self.module.run_command(["systemd-analyze", "verify", candidate])
             if rc != 0:
-                self.changes.pop()
                 self.fail(f"the unit {name} does not verify, so it was not installed: {(err or out).strip()[-2000:]}")
-        self.ensure_file(path, content, 0, 0, 0o644)
-        return True
+        return self.ensure_file(os.path.join(UNIT_DIR, name), content, 0, 0, 0o644, validate=verify)
 
     # ---- state=live -------------------------------------------------------------------------------------
     def make_live(self):
@@ -398,16 +331,7 @@ class Release:
         if not staged:
             self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
                       "nothing was changed")
-        target = os.path.join("releases", self.release_id or "")
-        switched = bool(self.release_id) and not (
-            os.path.islink(self.current) and os.readlink(self.current).rstrip("/") in (target, self.release_dir))
-        if switched and self.change(f"switched current to {target}"):
-            nxt = os.path.join(self.app_dir, NEXT_LINK)
-            if os.path.lexists(nxt):
-                os.unlink(nxt)
-            os.symlink(target, nxt)
-            os.replace(nxt, self.current)
-            _files.fsync_dir(self.app_dir)
+        switched = bool(self.release_id) and self.switch_current()
         restarted = self.ensure_service(p["unit"], switched or p["restart"])
         removed = self.prune() if p["keep_releases"] is not None and self.release_id else []
         return dict(switched=switched, restarted=restarted, removed_releases=removed)
@@ -474,12 +398,10 @@ def main():
         ),
         supports_check_mode=True,
     )
-    release_id = module.params["release_id"]
-    if release_id is not None and (not release_id or "/" in release_id or release_id.startswith(".")):
-        module.fail_json(msg=f"release_id must be a plain directory name, got {release_id!r}: nothing was changed")
+    if module.params["release_id"] is not None:
+        _release.check_plain_name(module, "release_id", module.params["release_id"])
     for name in module.params["shared_dirs"]:
-        if not name or "/" in name or name.startswith("."):
-            module.fail_json(msg=f"shared_dirs must be plain directory names, got {name!r}: nothing was changed")
+        _release.check_plain_name(module, "shared_dirs", name)
     release = Release(module)
     result = release.stage() if module.params["state"] == "present" else release.make_live()
     module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir, **result)

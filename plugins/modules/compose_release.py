@@ -1,0 +1,199 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: compose_release
+short_description: Write a release of a Docker Compose stack, or point current at it
+version_added: 0.2.0
+description:
+  - The file side of the C(shipit.deploy.compose_stack) role, one call per step, so a deploy makes a few
+    round trips to the host instead of one per file and directory. Images, migrations and C(docker compose up)
+    are done by other tasks of the role.
+  - O(state=present) creates C(<app_dir>/releases/<release_id>) and writes the release's files in it. These are
+    C(images.json) (the image ID each service is pinned to, C(0644)), C(.env) (C(0600), never printed) and
+    C(compose.yaml) (C(0640)). The Compose file is checked with C(docker compose config --quiet) against the
+    release's C(.env) before it is installed, so an invalid file never lands. Each file is written only when
+    its content differs, atomically.
+  - O(state=live) points C(current) at the release by rename(2) of a prepared link, so it always names one
+    whole release. A release without its C(compose.yaml) on the host is refused with C(nothing was changed).
+author:
+  - shipit.deploy maintainers
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  state:
+    description: C(present) writes the release's files, C(live) points C(current) at the release.
+    type: str
+    choices: [present, live]
+    default: present
+  app_dir:
+    description: Directory of the application; its releases are in C(releases/), C(current) links to the live one.
+    type: path
+    required: true
+  release_id:
+    description: Name of the release's directory under C(releases/).
+    type: str
+    required: true
+  host_label:
+    description: Name of the host in messages (the inventory name); defaults to the host's own name.
+    type: str
+  images:
+    description: With O(state=present), the image ID (C(sha256:...)) each service of the release is pinned to.
+    type: dict
+    default: {}
+  env_content:
+    description: With O(state=present), the content of the release's C(.env). It is never printed.
+    type: str
+    default: ""
+  compose_content:
+    description: With O(state=present), the content of the release's C(compose.yaml).
+    type: str
+  docker_cli:
+    description: The C(docker) program, with its C(compose) plugin.
+    type: path
+    default: docker
+  check_mode_staged:
+    description:
+      - In check mode, with O(state=live), the release is missing because an earlier check-mode call with
+        O(state=present) only reported that it would write it. Report the switch instead of refusing it.
+      - Has no effect outside check mode.
+    type: bool
+    default: false
+notes:
+  - Runs as root. Release ids must sort by time; C(shipit.deploy.deploy) makes them from a UTC timestamp.
+seealso:
+  - module: shipit.deploy.compose_images
+  - module: shipit.deploy.compose_prune
+"""
+
+EXAMPLES = r"""
+- name: Write the release's files
+  shipit.deploy.compose_release:
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+    images: {pulse: "sha256:4c1e...", postgres: "sha256:9f2a..."}
+    env_content: "{{ lookup('ansible.builtin.template', 'env.j2') }}"
+    compose_content: "{{ lookup('ansible.builtin.template', 'compose.yaml.j2') }}"
+  register: staged
+
+- name: Point current at it
+  shipit.deploy.compose_release:
+    state: live
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+"""
+
+RETURN = r"""
+release_dir:
+  description: Directory of the release.
+  returned: always
+  type: str
+  sample: /srv/pulse/releases/20261125T101500Z
+current:
+  description: The release id C(current) linked to before this call, or null.
+  returned: always
+  type: str
+changes:
+  description: What was changed (or would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+env_changed:
+  description: Whether C(.env) was written.
+  returned: when O(state=present)
+  type: bool
+compose_changed:
+  description: Whether C(compose.yaml) was written.
+  returned: when O(state=present)
+  type: bool
+switched:
+  description: Whether C(current) was moved to the release.
+  returned: when O(state=live)
+  type: bool
+"""
+
+import json
+import os
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _release
+
+
+class ComposeRelease(_release.Releases):
+    def __init__(self, module):
+        super().__init__(module, module.params["app_dir"], module.params["release_id"], module.params["host_label"])
+        self.p = module.params
+
+    def write(self):
+        p = self.p
+        if p["compose_content"] is None:
+            self.fail("state=present needs compose_content")
+        for path, mode in ((self.app_dir, 0o755), (self.releases, 0o755), (self.release_dir, 0o750)):
+            self.ensure_dir(path, 0, 0, mode)
+        # The same text as Ansible's to_nice_json(sort_keys=true), so releases written before read the same.
+        images = json.dumps(p["images"], indent=4, sort_keys=True, separators=(",", ": ")) + "\n"
+        self.ensure_file(os.path.join(self.release_dir, "images.json"), images, 0, 0, 0o644)
+        env_changed = self.ensure_file(os.path.join(self.release_dir, ".env"), p["env_content"], 0, 0, 0o600)
+        compose_changed = self.ensure_file(os.path.join(self.release_dir, "compose.yaml"), p["compose_content"],
+                                           0, 0, 0o640, validate=self.validate_compose)
+        return dict(env_changed=env_changed, compose_changed=compose_changed)
+
+    def validate_compose(self, content):
+        """docker compose config of the candidate file with the release's .env: invalid YAML, keys or
+        interpolations never land."""
+        fd, candidate = tempfile.mkstemp(prefix=".compose.", suffix=".yaml", dir=self.release_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+            rc, out, err = self.module.run_command([
+                self.p["docker_cli"], "compose", "--project-directory", self.release_dir,
+                "--env-file", os.path.join(self.release_dir, ".env"), "--file", candidate, "config", "--quiet"])
+        finally:
+            os.unlink(candidate)
+        if rc != 0:
+            self.fail(f"the Compose file of release {self.release_id} is not valid, so it was not installed: "
+                      f"{(err or out).strip()[-2000:]}")
+
+    def make_live(self):
+        compose_file = os.path.join(self.release_dir, "compose.yaml")
+        if not os.path.isfile(compose_file) and not (self.check and self.p["check_mode_staged"]):
+            self.fail(f"release {self.release_id} is not on the host ({compose_file} is missing): nothing was changed")
+        return dict(switched=self.switch_current())
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", choices=["present", "live"], default="present"),
+            app_dir=dict(type="path", required=True),
+            release_id=dict(type="str", required=True),
+            host_label=dict(type="str"),
+            images=dict(type="dict", default={}),
+            env_content=dict(type="str", default="", no_log=True),
+            compose_content=dict(type="str"),
+            docker_cli=dict(type="path", default="docker"),
+            check_mode_staged=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    _release.check_plain_name(module, "release_id", module.params["release_id"])
+    release = ComposeRelease(module)
+    current = release.current_target()
+    result = release.write() if module.params["state"] == "present" else release.make_live()
+    module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir,
+                     current=current, **result)
+
+
+if __name__ == "__main__":
+    main()
