@@ -62,7 +62,7 @@ class Releases:
             st = os.lstat(path)
         except FileNotFoundError:
             if self.change(f"created {path}"):
-                os.mkdir(path)
+                os.makedirs(path)  # with its parents, like the first deploy to a new root
                 os.chown(path, uid, gid)
                 os.chmod(path, mode)
             return
