@@ -60,7 +60,6 @@ CHUNK = 1 << 20
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
         return [self._describe(str(term)) for term in terms]
 
     @staticmethod
