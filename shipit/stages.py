@@ -33,11 +33,11 @@ INHERIT = None  # "the stage the host is in": files that serve several stages
 
 # playbooks/stages/<file>.yml: the file's name is the stage, except for these.
 STAGE_FILES = {
-    "ledger": INHERIT,    # the ledger read, imported by preflight (and again after a recovery)
+    "ledger": INHERIT,    # the decision from the ledger, after the lock (and its recovery)
     "progress": INHERIT,  # "in progress" record beside the lock, written at the start of each stage
     "lock_refused": "lock",  # the lock stage's refusal, included only when another run holds a lock
 }
-STAGE_FILE_DEFAULT = {"ledger": "preflight", "progress": "lock"}
+STAGE_FILE_DEFAULT = {"ledger": "lock", "progress": "lock"}
 
 # Roles that are a stage of their own (any task file), and task files of such roles with another stage.
 ROLE_STAGES = {

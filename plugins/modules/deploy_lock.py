@@ -51,6 +51,14 @@ options:
     description: Directory holding one sub-directory per application (the same as the release ledger's).
     type: path
     default: /var/lib/shipit
+  read_ledger:
+    description:
+      - When the lock is taken (O(state=present) without O(stage)), also read the application's release ledger
+        in O(lock_dir) and return it as RV(ledger). Read under the lock, what the run decides from (what is
+        live, the rollback target) cannot change under it.
+      - A ledger that cannot be read gives the lock back and fails with C(nothing was changed).
+    type: bool
+    default: false
   state:
     description:
       - V(present) takes the lock, or renews it when this O(token) already holds it.
@@ -226,6 +234,11 @@ holder:
   description: C(locked by <who> since <when> (<version>)) for a lock held by another run.
   returned: when the lock is held by another run
   type: str
+ledger:
+  description: With O(read_ledger=true), the live release and the newest good one before it (each null when there is none).
+  returned: when O(read_ledger=true) and the lock was taken
+  type: dict
+  sample: {"live": {"release_id": "20261125T101500Z", "version": "1.1.0"}, "previous_good": null}
 broken:
   description: The stale lock that was broken to take this one, or null.
   returned: when O(state=present)
@@ -288,6 +301,7 @@ def main():
             details=dict(type="dict"),
             holder_info=dict(type="dict"),
             break_token=dict(type="str", no_log=False),
+            read_ledger=dict(type="bool", default=False),
         ),
         required_if=[("state", "present", ["token"])],
         supports_check_mode=True,
@@ -365,6 +379,14 @@ def main():
                                                 release_id=p["release_id"], stale_lock=old))
         out = dict(changed=result["changed"], acquired=result["acquired"], lock=result["lock"],
                    broken=result["broken"], interrupted=result["interrupted"], path=path)
+        if result["acquired"] and p["read_ledger"]:
+            try:
+                data = _ledger.load(_ledger.ledger_path(p["lock_dir"], app), app)
+            except _ledger.LedgerError as exc:
+                _lock.release(directory, token=p["token"], clear_progress=False, check_mode=module.check_mode)
+                module.fail_json(msg=f"{what} of {app} on {target}: {exc}; the lock was given back, nothing was changed: "
+                                     "repair the ledger file (JSON) or restore it from a copy")
+            out["ledger"] = dict(live=_ledger.live(data), previous_good=_ledger.previous_good(data))
         if result["acquired"] and result["changed"]:
             audit(p["operation"], "started", version=p["version"], release_id=p["release_id"],
                   interrupted=result["interrupted"])

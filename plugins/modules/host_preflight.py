@@ -15,9 +15,6 @@ description:
     free or held by the application itself.
   - Runs every check and fails once with all the problems found, each naming what is wrong on which host
     and how to fix it.
-  - With O(ledger), it also reads the application's release ledger (what is live, the rollback target), so the
-    preflight stage of a deploy reads everything it needs from the host in one call. A ledger that cannot be
-    read is one of the problems.
   - Read-only; it runs the same in check mode.
 author:
   - shipit.deploy maintainers
@@ -78,18 +75,6 @@ options:
     type: list
     elements: str
     default: []
-  ledger:
-    description: The release ledger to read, as M(shipit.deploy.release_ledger_info) does.
-    type: dict
-    suboptions:
-      app:
-        description: Name of the application.
-        type: str
-        required: true
-      ledger_dir:
-        description: Directory holding one sub-directory per application.
-        type: path
-        default: /var/lib/shipit
 """
 
 EXAMPLES = r"""
@@ -105,8 +90,6 @@ EXAMPLES = r"""
     ports: [8080]
     port_owners: [pulse.service]
     port_owner_users: [pulse]
-    ledger:
-      app: pulse
 """
 
 RETURN = r"""
@@ -124,19 +107,13 @@ listeners:
   description: For each of O(ports), the processes listening on it (pid, name, systemd units of its cgroup, user).
   returned: always
   type: dict
-ledger:
-  description: With O(ledger), the live release and the newest good one before it (each null when there is none).
-  returned: when O(ledger) is given and the ledger could be read
-  type: dict
-  sample: {"live": {"release_id": "20261125T101500Z", "version": "1.1.0"}, "previous_good": null, "exists": true}
 """
 
-import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _ledger, _preflight
+from ansible_collections.shipit.deploy.plugins.module_utils import _preflight
 
 
 def main():
@@ -153,10 +130,6 @@ def main():
             ports=dict(type="list", elements="int", default=[]),
             port_owners=dict(type="list", elements="str", default=[]),
             port_owner_users=dict(type="list", elements="str", default=[]),
-            ledger=dict(type="dict", options=dict(
-                app=dict(type="str", required=True),
-                ledger_dir=dict(type="path", default="/var/lib/shipit"),
-            )),
         ),
         supports_check_mode=True,
     )
@@ -170,15 +143,6 @@ def main():
     port_problems, found = _preflight.check_ports(p["ports"], p["port_owners"], p["port_owner_users"])
     problems += disk_problems + port_problems
     result = dict(changed=False, problems=problems, disk_free_mb=free, listeners=found)
-    if p["ledger"]:
-        try:
-            path = _ledger.ledger_path(p["ledger"]["ledger_dir"], p["ledger"]["app"])
-            data = _ledger.load(path, p["ledger"]["app"])
-            result["ledger"] = dict(live=_ledger.live(data), previous_good=_ledger.previous_good(data),
-                                    exists=os.path.exists(path), path=path)
-        except _ledger.LedgerError as exc:
-            problems.append(dict(check="ledger", problem=str(exc),
-                                 fix="repair the ledger file (JSON) or restore it from a copy"))
     if problems:
         module.fail_json(msg=_preflight.summary(host, problems), **result)
     module.exit_json(msg=f"{host} is ready for the deploy", **result)

@@ -71,6 +71,32 @@ def test_take_then_release(base):
     assert run_module("deploy_lock", dict(base, token="run1", state="absent"))["changed"] is False
 
 
+def test_the_ledger_is_read_under_the_lock(base):
+    os.makedirs(os.path.join(base["lock_dir"], "pulse"))
+    with open(os.path.join(base["lock_dir"], "pulse", "ledger.json"), "w", encoding="utf-8") as handle:
+        json.dump({"app": "pulse", "releases": [
+            {"release_id": "20261125T100000Z", "version": "1.0.0", "status": "good"},
+            {"release_id": "20261125T110000Z", "version": "1.1.0", "status": "live"}]}, handle)
+    taken = run_module("deploy_lock", lock(base, "run1", read_ledger=True))
+    assert taken["acquired"] and taken["ledger"]["live"]["version"] == "1.1.0", taken
+    assert taken["ledger"]["previous_good"]["version"] == "1.0.0"
+    run_module("deploy_lock", dict(base, token="run1", state="absent"))
+    # Held by a run still going: no ledger is returned, the caller stops.
+    hold(base, "run2")
+    held = run_module("deploy_lock", lock(base, "run3", read_ledger=True, fail_when_held=False))
+    assert held["acquired"] is False and "ledger" not in held, held
+
+
+def test_an_unreadable_ledger_gives_the_lock_back(base):
+    os.makedirs(os.path.join(base["lock_dir"], "pulse"))
+    with open(os.path.join(base["lock_dir"], "pulse", "ledger.json"), "w", encoding="utf-8") as handle:
+        handle.write("{not json")
+    refused = run_module("deploy_lock", lock(base, "run1", read_ledger=True))
+    assert refused["failed"] and "the lock was given back, nothing was changed" in refused["msg"], refused
+    assert "cannot read the ledger" in refused["msg"]
+    assert not os.path.exists(os.path.join(base["lock_dir"], "pulse", "deploy.lock"))
+
+
 def test_a_lock_held_by_a_live_run_stops_the_next(base):
     first = hold(base, "run1")
     second = run_module("deploy_lock", lock(base, "run2", version="1.3.0"))
