@@ -31,3 +31,22 @@ options:
     type: path
     default: /var/lib/shipit
 """
+
+    # The options of the modules that manage an application's releases directory (module_utils/_release.py).
+    RELEASES = r"""
+options:
+  app_dir:
+    description: Directory of the application; its releases are in C(releases/), C(current) links to the live one.
+    type: path
+    required: true
+  host_label:
+    description: Name of the host in messages (the inventory name); defaults to the host's own name.
+    type: str
+  check_mode_staged:
+    description:
+      - In check mode, with O(state=live), the release is missing because an earlier check-mode call with
+        O(state=present) only reported that it would stage it. Report the switch instead of refusing it.
+      - Has no effect outside check mode.
+    type: bool
+    default: false
+"""

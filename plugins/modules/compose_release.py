@@ -24,6 +24,7 @@ author:
   - shipit.deploy maintainers
 extends_documentation_fragment:
   - shipit.deploy.attributes
+  - shipit.deploy.attributes.releases
 attributes:
   check_mode:
     support: full
@@ -35,17 +36,10 @@ options:
     type: str
     choices: [present, live]
     default: present
-  app_dir:
-    description: Directory of the application; its releases are in C(releases/), C(current) links to the live one.
-    type: path
-    required: true
   release_id:
     description: Name of the release's directory under C(releases/).
     type: str
     required: true
-  host_label:
-    description: Name of the host in messages (the inventory name); defaults to the host's own name.
-    type: str
   images:
     description: With O(state=present), the image ID (C(sha256:...)) each service of the release is pinned to.
     type: dict
@@ -61,13 +55,6 @@ options:
     description: The C(docker) program, with its C(compose) plugin.
     type: path
     default: docker
-  check_mode_staged:
-    description:
-      - In check mode, with O(state=live), the release is missing because an earlier check-mode call with
-        O(state=present) only reported that it would write it. Report the switch instead of refusing it.
-      - Has no effect outside check mode.
-    type: bool
-    default: false
 notes:
   - Runs as root. Release ids must sort by time; C(shipit.deploy.deploy) makes them from a UTC timestamp.
 seealso:

@@ -30,6 +30,7 @@ author:
   - shipit.deploy maintainers
 extends_documentation_fragment:
   - shipit.deploy.attributes
+  - shipit.deploy.attributes.releases
 attributes:
   check_mode:
     support: full
@@ -44,10 +45,6 @@ options:
     type: str
     choices: [present, live]
     default: present
-  app_dir:
-    description: Directory of the application; its releases are in C(releases/), C(current) links to the live one.
-    type: path
-    required: true
   release_id:
     description:
       - Name of the release's directory under C(releases/).
@@ -58,9 +55,6 @@ options:
     description: Name of the systemd unit, for example C(pulse.service).
     type: str
     required: true
-  host_label:
-    description: Name of the host in messages (the inventory name); defaults to the host's own name.
-    type: str
   artifact:
     description:
       - Release tarball on the controller (any compression C(tar) reads). The action plugin copies it to the
@@ -94,13 +88,6 @@ options:
     description:
       - With O(state=live), restart the service even when C(current) did not move (its unit or its
         environment changed).
-    type: bool
-    default: false
-  check_mode_staged:
-    description:
-      - In check mode, with O(state=live), the release is missing because an earlier check-mode call with
-        O(state=present) only reported that it would stage it. Report the switch instead of refusing it.
-      - Has no effect outside check mode.
     type: bool
     default: false
   keep_releases:
