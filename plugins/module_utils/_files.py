@@ -24,32 +24,34 @@ def fsync_dir(directory):
 
 
 def write_json_temp(directory, data, prefix, mode=0o640):
-    """A fully written, fsynced temp file in directory, created O_EXCL; the caller renames or links it."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return tmp
+    """A fully written, fsynced temp file of data as JSON in directory, created O_EXCL; the caller renames or
+    links it."""
+    return _write_temp(directory, _json_bytes(data), prefix, mode)
 
 
 def write_json_atomic(path, data, mode=0o640):
-    """Replace path with data atomically."""
-    directory = os.path.dirname(path)
-    tmp = write_json_temp(directory, data, "." + os.path.basename(path) + ".", mode)
-    _replace(tmp, path)
+    """Replace path with data as JSON atomically."""
+    write_file_atomic(path, _json_bytes(data), mode)
 
 
 def write_file_atomic(path, data, mode=0o640, uid=-1, gid=-1):
     """Replace path with the bytes data atomically, owned by uid:gid (-1 keeps the caller's) with mode."""
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=os.path.dirname(path))
+    tmp = _write_temp(os.path.dirname(path), data, "." + os.path.basename(path) + ".", mode, uid, gid)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(os.path.dirname(path))
+
+
+def _json_bytes(data):
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _write_temp(directory, data, prefix, mode, uid=-1, gid=-1):
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchown(handle.fileno(), uid, gid)
@@ -61,14 +63,4 @@ def write_file_atomic(path, data, mode=0o640, uid=-1, gid=-1):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _replace(tmp, path)
-
-
-def _replace(tmp, path):
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(os.path.dirname(path))
+    return tmp

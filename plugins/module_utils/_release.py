@@ -25,14 +25,18 @@ def check_plain_name(module, what, value):
 
 
 class Releases:
-    def __init__(self, module, app_dir, release_id, host_label=None):
+    """Takes the options every such module has (doc fragment shipit.deploy.attributes.releases, and release_id)
+    from module.params, kept as self.p."""
+
+    def __init__(self, module):
         self.module = module
+        self.p = module.params
         self.check = module.check_mode
-        self.host = host_label or socket.gethostname()
-        self.app_dir = app_dir.rstrip("/")
+        self.host = self.p["host_label"] or socket.gethostname()
+        self.app_dir = self.p["app_dir"].rstrip("/")
         self.releases = os.path.join(self.app_dir, "releases")
-        self.release_id = release_id
-        self.release_dir = os.path.join(self.releases, release_id) if release_id else None
+        self.release_id = self.p["release_id"]
+        self.release_dir = os.path.join(self.releases, self.release_id) if self.release_id else None
         self.current = os.path.join(self.app_dir, "current")
         self.changes = []
 
@@ -88,10 +92,7 @@ class Releases:
             same = False
         if same:
             return False
-        if self.check:
-            self.change(f"wrote {path}")
-            return True
-        if validate is not None:
+        if validate is not None and not self.check:
             validate(content)
         if self.change(f"wrote {path}"):
             _files.write_file_atomic(path, data, mode, uid, gid)

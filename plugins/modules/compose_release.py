@@ -118,9 +118,7 @@ from ansible_collections.shipit.deploy.plugins.module_utils import _release
 
 
 class ComposeRelease(_release.Releases):
-    def __init__(self, module):
-        super().__init__(module, module.params["app_dir"], module.params["release_id"], module.params["host_label"])
-        self.p = module.params
+    """A release of a Compose stack: its files (state=present), then current (state=live)."""
 
     def write(self):
         p = self.p

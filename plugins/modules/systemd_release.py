@@ -190,9 +190,7 @@ PARTIAL = ".{}.partial"
 
 
 class Release(_release.Releases):
-    def __init__(self, module):
-        super().__init__(module, module.params["app_dir"], module.params["release_id"], module.params["host_label"])
-        self.p = module.params
+    """A release of a systemd service: staged (state=present), then made live (state=live)."""
 
     # ---- state=present ----------------------------------------------------------------------------------
     def stage(self):
@@ -352,8 +350,7 @@ class Release(_release.Releases):
             return []
         names = sorted(name for name in os.listdir(self.releases)
                        if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
-        live = os.path.basename(os.path.realpath(self.current)) if os.path.lexists(self.current) else None
-        protected = set(self.p["protected_releases"]) | {self.release_id, live}
+        protected = set(self.p["protected_releases"]) | {self.release_id, self.current_target()}
         doomed = [name for name in names[:-keep] if name not in protected]
         # Unpacks a killed run left behind (the deploy lock makes sure no other run is unpacking now).
         leftovers = [name for name in os.listdir(self.releases) if name.startswith(".") and name.endswith(".partial")]
