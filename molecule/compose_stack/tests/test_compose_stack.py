@@ -20,6 +20,8 @@ from shipit_molecule import playbook as run_playbook  # noqa: E402
 APP_DIR = "/srv/pulse"
 HOST = "shipit-molecule-compose"
 BACKUPS = "/var/backups/shipit/pulse"
+# The database password of host_vars/shipit-molecule-compose/vault.yml (vault-encrypted there).
+CANARY = "canary-db-password-5f0c2a91e7d34b6c"
 # The stack's PostgreSQL, backed up through its own container (trust on the socket inside it).
 PG_VARS = {"db_backup_kind": "postgresql", "db_backup_pg_database": "pulse", "db_backup_pg_user": "pulse",
            "db_backup_pg_host": "/var/run/postgresql", "db_backup_pg_bin_dir": "/usr/lib/postgresql/15/bin",
@@ -101,7 +103,7 @@ def test_release_files_pin_ids_and_keep_secrets_private(host):
     env = host.file(f"{APP_DIR}/current/.env")
     assert (env.user, env.group, env.mode) == ("root", "root", 0o600)
     assert "POSTGRES_PASSWORD=" in env.content_string
-    assert "lab-only-pulse-db-password" not in compose.content_string
+    assert CANARY in env.content_string and CANARY not in compose.content_string
     host.run_test(f"docker compose --project-directory {APP_DIR}/current config --quiet")
 
 
@@ -169,8 +171,11 @@ def test_check_mode_reports_a_new_release_and_changes_nothing(host):
 
 
 def test_broken_release_is_rolled_back_automatically(host):
-    proc = playbook("deploy.yml", "-e", "shipit_version=1.2.0")
+    # -vvv: every task's result is printed, as it reaches the runner's events; the stack's secret is in none.
+    proc = playbook("deploy.yml", "-e", "shipit_version=1.2.0", "-vvv")
     assert proc.returncode != 0
+    assert CANARY not in proc.stdout, "the stack's database password reached the output of a failed deploy"
+    assert CANARY in host.file(f"{APP_DIR}/releases/{live(host)['release_id']}/.env").content_string  # used
     assert "rolled back to 1.1.0 (healthy)" in proc.stdout, proc.stdout[-3000:]
     body = health(host)
     assert (body["status"], body["version"]) == ("healthy", "1.1.0")
