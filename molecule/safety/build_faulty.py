@@ -2,6 +2,7 @@
 """Build the pulse releases of the fault tests into DIR: good ones (build.py) and faulty ones.
 
   1.0.0, 1.1.0, 1.4.0   good builds (1.4.0 fails its health check on shipit-molecule-safety-3 only: host_vars)
+  1.0.1                 a good build with 1.0.0's schema (no migration of its own)
   1.3.0-slowstart       serves only 6 s after it starts: a run can be killed right after its switch
   1.3.1-slowmigrate     its migration takes 8 s: a run can be killed before its switch
   1.5.0-flapping        answers /health once, then its process exits (systemd restarts it, again and again)
@@ -61,7 +62,7 @@ def flapping(version):
 
 def main(out):
     Path(out).mkdir(parents=True, exist_ok=True)
-    for version in ("1.0.0", "1.1.0", "1.4.0"):
+    for version in ("1.0.0", "1.0.1", "1.1.0", "1.4.0"):
         print(build.build_tarball(version, False, out))
     print(write(out, "1.3.0-slowstart", wrapped("1.3.0-slowstart", "slow start", serve_delay=6)))
     print(write(out, "1.3.1-slowmigrate", wrapped("1.3.1-slowmigrate", "slow migration", migrate_delay=8)))

@@ -352,3 +352,20 @@ def test_audit_log_tells_the_story():
         assert expected in events, (expected, events)
     for entry in entries:
         assert entry["time"] and entry["app"] == "pulse" and entry["who"], entry
+
+
+def test_a_shared_database_is_migrated_once_per_run_not_once_per_batch():
+    """systemd_service_migrate_once with production's rollout (a canary host, then two halves): three batches of
+    one host each, one migration in all, in the first batch (before the first switch)."""
+    proc = playbook("deploy.yml", "-e", "shipit_version=1.0.1", "-e",
+                    json.dumps({"shipit_serial": [1, "50%", "100%"], "systemd_service_migrate_once": True}))
+    assert proc.returncode == 0, tail(proc)
+    assert len(re.findall(r"^PLAY \[Deploy the release\]", proc.stdout, re.MULTILINE)) == 3, tail(proc)
+    release_dir = f"{APP_DIR}/releases/{live(HOSTS[0])['release_id']}"
+    # systemd logs the start of each transient unit that systemd-run makes for the migration.
+    runs = {host: len([line for line in sh(host, "journalctl --no-pager -o cat").splitlines()
+                       if line.startswith("Started run-") and f"{release_dir}/bin/pulse migrate" in line])
+            for host in HOSTS}
+    assert runs == {HOSTS[0]: 1, HOSTS[1]: 0, HOSTS[2]: 0}, runs
+    for host in HOSTS:
+        assert_consistent(host, "1.0.1")
