@@ -215,6 +215,87 @@ def test_no_secret_reaches_the_report_the_logs_or_the_artifacts(shipit, tmp_path
         assert secret not in ssh("sudo cat /srv/pulse/shared/config/pulse.env").stdout
 
 
+BAD_MIGRATION = "1.2.1-badmigrate"
+
+
+def _build_bad_migration():
+    """A pulse release whose `pulse migrate` fails (exit 3) and whose server would run fine."""
+    sys.path.insert(0, str(REPO / "examples" / "pulse"))
+    import build  # noqa: E402  (examples/pulse/build.py)
+    entries = []
+    for name, mode, data in build.release_entries(BAD_MIGRATION):
+        if name == "bin/pulse":
+            entries.append(("bin/pulse-real", mode, data))
+            data = (b'#!/bin/sh\n# test build: the migration fails\n'
+                    b'[ "$1" = migrate ] && { echo "migration 3 failed: relation does not exist" >&2; exit 3; }\n'
+                    b'exec "$(dirname "$0")/pulse-real" "$@"\n')
+        entries.append((name, mode, data))
+    (REPO / "examples" / "pulse" / "dist" / f"pulse-{BAD_MIGRATION}.tar.gz").write_bytes(
+        build.tarball_bytes(BAD_MIGRATION, entries=entries))
+
+
+def _assert_no_canary(proc, run_dir, *secrets):
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "stdout" for p in files) and any("job_events" in p.parts for p in files), files
+    for secret in secrets:
+        assert secret not in proc.stdout + proc.stderr, "a secret reached shipit's output"
+        for path in files:
+            assert secret.encode() not in path.read_bytes(), f"a secret leaked into {path}"
+
+
+def test_no_secret_reaches_any_output_when_a_systemd_deploy_fails(shipit, tmp_path):
+    """Every failure path of the systemd kind, at -vvv through shipit, with a vaulted canary in the app's
+    environment: a failed migration, failed health checks (automatic rollback), a rollback that fails too, a
+    backup that fails, a refused restore. The canary is in no output, event, report or file of the run."""
+    _build_bad_migration()
+    ensure_live(shipit, "1.1.0")
+    secret = f"CANARY-{uuid.uuid4().hex}"
+    password = f"vault-pw-{uuid.uuid4().hex}"
+    inventories = _canary_inventory(tmp_path / "project", secret, password)
+    pulse = inventories / "canary" / "group_vars" / "app" / "pulse.yml"
+    config = yaml.safe_load(pulse.read_text())
+    config["shipit_health_checks"][0].update(retries=6, interval=0.25)  # a shorter health budget
+    pulse.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def canary(*args):
+        proc, report, run_dir = shipit(*args, "--env", "canary", "--inventories", inventories, "-vvv",
+                                       env={"SHIPIT_VAULT_PASSWORD": password})
+        _assert_no_canary(proc, run_dir, secret, password)
+        return proc, report
+
+    live_release = live(ledger())["release_id"]
+    try:
+        proc, report = canary("deploy", "--version", BAD_MIGRATION)
+        assert proc.returncode == 4 and "migration 3 failed" in json.dumps(report), proc.stdout[-3000:]
+        assert secret in ssh("sudo cat /srv/pulse/shared/config/pulse.env").stdout  # the canary was used
+
+        proc, report = canary("deploy", "--version", "1.2.0")  # broken: fails its health checks
+        assert proc.returncode == 4 and report["failing_health_check"]["reason"] == "got 503", proc.stdout[-3000:]
+
+        # The release to roll back to cannot start either: the rollback fails.
+        assert ssh(f"sudo chmod 0000 /srv/pulse/releases/{live_release}/bin/pulse").returncode == 0
+        proc, report = canary("deploy", "--version", "1.2.0")
+        assert proc.returncode not in (0, 4), proc.stdout[-3000:]
+        assert report["hosts"][0]["rollback"]["healthy"] is False, report["hosts"][0]
+        assert ssh(f"sudo chmod 0755 /srv/pulse/releases/{live_release}/bin/pulse").returncode == 0
+        ensure_live(shipit, "1.1.0")
+
+        # The backup before a deploy cannot be written: the deploy stops before the release.
+        assert ssh("sudo mv /var/backups/shipit/pulse /var/backups/shipit/pulse.aside && "
+                   "sudo touch /var/backups/shipit/pulse").returncode == 0
+        proc, report = canary("deploy", "--version", "1.0.0")
+        assert proc.returncode != 0 and live(ledger())["version"] == "1.1.0", proc.stdout[-3000:]
+
+        proc, report = canary("restore", "--backup", "no-such-backup")
+        assert proc.returncode != 0 and "no-such-backup" in json.dumps(report), proc.stdout[-3000:]
+    finally:
+        ssh(f"sudo chmod 0755 /srv/pulse/releases/{live_release}/bin/pulse; "
+            "if [ -d /var/backups/shipit/pulse.aside ]; then sudo rm -f /var/backups/shipit/pulse && "
+            "sudo mv /var/backups/shipit/pulse.aside /var/backups/shipit/pulse; fi")
+        ensure_live(shipit, "1.1.0")  # the lab's own environment file again (no canary on the host)
+        assert secret not in ssh("sudo cat /srv/pulse/shared/config/pulse.env").stdout
+
+
 def test_a_push_to_main_deploys_through_the_post_receive_hook(shipit, tmp_path):
     """Self-hosted git: the hook installed by scripts/install-post-receive-hook runs the same shipit command."""
     ensure_live(shipit, "1.0.0")
