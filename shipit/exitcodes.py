@@ -1,4 +1,4 @@
-"""The exit codes of the shipit command: stable, documented (README, "The shipit command"), unit-tested.
+"""The exit codes of the shipit command: stable, documented (docs/shipit_cli.md, "Exit codes"), unit-tested.
 
 They are derived from what happened to each host, as the runner's events tell it (shipit.report), never from
 Ansible's text output. Each host gets an outcome; the run exits with the most severe one.

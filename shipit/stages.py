@@ -1,6 +1,6 @@
 """Which deploy stage a task belongs to, decided from the file the task comes from: the one table.
 
-The collection keeps each stage in one place (README, "stages"), so the file of a task names its stage:
+The collection keeps each stage in one place (docs/deploy.md, "The stages"), so the file of a task names its stage:
 
     playbooks/<playbook>.yml, play on localhost  -> plan (the controller's play: inputs, release id)
     playbooks/stages/<name>.yml                  -> <name> (preflight, lock, backup, record, rollback, ...),
