@@ -22,6 +22,7 @@ import json
 import re
 import shlex
 import socket
+import tempfile
 import threading
 import time
 from http.client import HTTPException
@@ -234,6 +235,12 @@ class _NonExitingModule:
 
     def __getattr__(self, name):
         return getattr(self._module, name)
+
+    @property
+    def tmpdir(self):
+        # fetch_url only points tempfile at it, and a health check writes no file: the system's temporary
+        # directory spares creating the module's remote_tmp (and Ansible's warning on a host's first run).
+        return tempfile.gettempdir()
 
     def fail_json(self, msg='', **kwargs):
         raise _FetchFailed(msg)

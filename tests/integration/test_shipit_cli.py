@@ -289,9 +289,9 @@ def test_no_secret_reaches_any_output_when_a_systemd_deploy_fails(shipit, tmp_pa
         proc, report = canary("restore", "--backup", "no-such-backup")
         assert proc.returncode != 0 and "no-such-backup" in json.dumps(report), proc.stdout[-3000:]
     finally:
-        ssh(f"sudo chmod 0755 /srv/pulse/releases/{live_release}/bin/pulse; "
-            "if [ -d /var/backups/shipit/pulse.aside ]; then sudo rm -f /var/backups/shipit/pulse && "
-            "sudo mv /var/backups/shipit/pulse.aside /var/backups/shipit/pulse; fi")
+        assert ssh(f"sudo sh -c 'chmod 0755 /srv/pulse/releases/{live_release}/bin/pulse; "
+                   "if [ -d /var/backups/shipit/pulse.aside ]; then rm -f /var/backups/shipit/pulse && "
+                   "mv /var/backups/shipit/pulse.aside /var/backups/shipit/pulse; fi'").returncode == 0
         ensure_live(shipit, "1.1.0")  # the lab's own environment file again (no canary on the host)
         assert secret not in ssh("sudo cat /srv/pulse/shared/config/pulse.env").stdout
 

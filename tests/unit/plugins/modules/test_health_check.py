@@ -137,6 +137,17 @@ def fast(**args):
 # HTTP -------------------------------------------------------------------------------------
 
 
+def test_a_check_creates_no_remote_tmp_and_warns_nothing(capsys, server, tmp_path):
+    """A host's first run: Ansible's remote_tmp does not exist yet. A health check writes no file, so it
+    leaves it absent instead of creating it with a warning the user cannot act on."""
+    remote_tmp = tmp_path / "home" / ".ansible" / "tmp"
+    failed, result = run_module(capsys, _ansible_remote_tmp=str(remote_tmp), _ansible_keep_remote_files=False,
+                                **fast(kind="http", url=server.url()))
+    assert not failed, result
+    assert not result.get("warnings"), result["warnings"]
+    assert not remote_tmp.exists()
+
+
 def test_http_healthy_with_json_equals_one_of_and_present(capsys, server):
     failed, result = run_module(capsys, **fast(kind="http", url=server.url(), json=[
         dict(path="status", equals="healthy"),
