@@ -19,7 +19,9 @@ STATE_DIR = REPO_ROOT / ".lab"
 SSH_KEY = STATE_DIR / "id_ed25519"
 LABEL = "shipit.lab=1"
 
-# systemd and a nested Docker engine without --privileged (which fails on these VMs): see ENVIRONMENT.md.
+# systemd as PID 1 and a nested Docker engine without --privileged, which fails on these VMs ("unable to apply
+# caps": the VM lacks CAP_SYS_RESOURCE). These capabilities, the host cgroup namespace, unconfined
+# seccomp/AppArmor, tmpfs /run and a real /var/lib/docker volume are enough for both.
 # SYS_PTRACE: without it `docker exec` in the nested engine fails ("error executing setns process"),
 # and with it every container HEALTHCHECK, which Compose's `up --wait` relies on.
 CONTAINER_FLAGS = (

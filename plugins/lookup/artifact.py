@@ -14,7 +14,7 @@ description:
   - A missing file is not an error; RV(_raw[].exists) says whether it is there.
   - A relative path is taken from the current directory, like a task delegated to localhost.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 options:
   _terms:
     description: Paths of the artifacts.

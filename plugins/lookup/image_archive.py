@@ -15,7 +15,7 @@ description:
     Docker 25+ (C(blobs/sha256/<hex>)) name it.
   - Fails on an archive that does not hold exactly one image.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 options:
   _terms:
     description: Paths of the archives; a relative path is taken from the current directory.

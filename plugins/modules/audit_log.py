@@ -18,7 +18,7 @@ description:
   - M(shipit.deploy.deploy_lock) appends its own entries for broken stale locks and forced unlocks.
   - With O(state=read) the module appends nothing and returns the newest entries.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:
@@ -63,8 +63,10 @@ options:
   controller:
     description: Machine the run was started from.
     type: str
-  message:
-    description: A sentence saying what happened (the failure reason, for instance).
+  summary:
+    description:
+      - A sentence saying what happened (the failure reason, for instance), the entry's C(message).
+      - Not named C(message), which Ansible reserves for itself.
     type: str
   details:
     description: Any further facts, kept as given.
@@ -84,7 +86,7 @@ EXAMPLES = r"""
     who: alice
     version: 1.2.0
     release_id: 20261125T180000Z
-    message: "health check http GET http://127.0.0.1:8080/health failed: HTTP 503"
+    summary: "health check http GET http://127.0.0.1:8080/health failed: HTTP 503"
 
 - name: Read the last 10 entries of pulse
   shipit.deploy.audit_log:
@@ -122,7 +124,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.shipit.deploy.plugins.module_utils import _lock
 
-FIELDS = ("app", "who", "version", "release_id", "run", "ci_url", "controller", "message")
+FIELDS = ("app", "who", "version", "release_id", "run", "ci_url", "controller")
 
 
 def main():
@@ -139,7 +141,7 @@ def main():
             run=dict(type="str"),
             ci_url=dict(type="str"),
             controller=dict(type="str"),
-            message=dict(type="str"),
+            summary=dict(type="str"),
             details=dict(type="dict"),
             last=dict(type="int", default=20),
         ),
@@ -152,6 +154,7 @@ def main():
             module.fail_json(msg=f"reading the audit log {p['path']}: last must be at least 1, got {p['last']}")
         module.exit_json(changed=False, path=p["path"], entries=_lock.read_audit(p["path"], p["app"], p["last"]))
     fields = {k: p[k] for k in FIELDS}
+    fields["message"] = p["summary"]
     if p["details"]:
         fields["details"] = p["details"]
     entry = _lock.audit_entry(p["event"], p["result"], fields)

@@ -19,7 +19,7 @@ description:
     expected O(images[].id) is refused.
   - Uses the Docker CLI (no Docker SDK for Python needed on the host).
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:

@@ -21,7 +21,7 @@ description:
   - O(state=live) points C(current) at the release by rename(2) of a prepared link, so it always names one
     whole release. A release without its C(compose.yaml) on the host is refused with C(nothing was changed).
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
   - shipit.deploy.attributes.releases

@@ -31,7 +31,7 @@ description:
     days and O(keep_weekly) most recent ISO weeks (by the manifests'' C(created_at), never file times), and
     every backup linked to a release in O(protected_releases).'
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:
@@ -89,7 +89,7 @@ options:
       - Command prefix for the database tools, to run them inside a container, for example
         C([docker, compose, --project-directory, /srv/app, exec, -T, -e, PGPASSWORD, db]). The compressor and
         the hashing stay on the host. The connection settings reach the tools through C(env) on the command
-        line, all but the password: forward it with the prefix (C(-e PGPASSWORD)) when one is needed.
+        line, all but the password, which the prefix forwards (C(-e PGPASSWORD)) when one is needed.
     type: list
     elements: str
     default: []
@@ -148,8 +148,9 @@ notes:
 seealso:
   - module: shipit.deploy.db_backup_info
   - module: shipit.deploy.db_restore
-  - >-
-    role: shipit.deploy.db_backup
+  - name: The shipit.deploy.db_backup role
+    description: Backups before a deploy, and the backup and restore playbooks, built on these modules.
+    link: https://github.com/shipit-deploy/shipit.deploy/blob/main/docs/backup_restore.md
 """
 
 EXAMPLES = r"""

@@ -17,7 +17,7 @@ description:
   - With O(verify), checks the picked backup's size and sha256 against its manifest and fails, with a message
     that says which and why, when it is missing, truncated or corrupted. Nothing is ever changed.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:

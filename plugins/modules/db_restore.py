@@ -26,7 +26,7 @@ description:
     unless O(keep_previous).
   - O(state=absent) drops a staged copy. A restore test is O(state=staged) then O(state=absent).
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:
@@ -115,8 +115,9 @@ notes:
 seealso:
   - module: shipit.deploy.db_backup
   - module: shipit.deploy.db_backup_info
-  - >-
-    role: shipit.deploy.db_backup
+  - name: The shipit.deploy.db_backup role
+    description: Backups before a deploy, and the backup and restore playbooks, built on these modules.
+    link: https://github.com/shipit-deploy/shipit.deploy/blob/main/docs/backup_restore.md
 """
 
 EXAMPLES = r"""

@@ -28,7 +28,7 @@ description:
   - O(state=absent) releases the lock if this run holds it; O(force=true) releases whoever holds it (a forced
     unlock, written to the audit log) but never removes another run's in-progress record.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:
@@ -140,10 +140,12 @@ options:
   result:
     description:
       - With O(state=absent), how the operation ended (V(deployed), V(rolled_back), ...); written to the audit
-        log with O(message) and O(details) when the lock is released. Without it nothing is written.
+        log with O(summary) and O(details) when the lock is released. Without it nothing is written.
     type: str
-  message:
-    description: With O(result), a sentence saying what happened (the failure reason, for instance).
+  summary:
+    description:
+      - With O(result), a sentence saying what happened (the failure reason, for instance), the audit entry's
+        C(message). Not named C(message), which Ansible reserves for itself.
     type: str
   details:
     description: With O(result), further facts for the audit log (final version, duration, ...).
@@ -297,7 +299,7 @@ def main():
             audit_log=dict(type="path"),
             reason=dict(type="str"),
             result=dict(type="str"),
-            message=dict(type="str"),
+            summary=dict(type="str"),
             details=dict(type="dict"),
             holder_info=dict(type="dict"),
             break_token=dict(type="str", no_log=False),
@@ -349,7 +351,7 @@ def main():
                       interrupted=result["interrupted"])
             if p["result"]:
                 audit(p["operation"], p["result"], version=p["version"], release_id=p["release_id"],
-                      message=p["message"], details=p["details"], lock_released=result["released"])
+                      message=p["summary"], details=p["details"], lock_released=result["released"])
             out = dict(changed=result["changed"], released=result["released"], lock=result["lock"],
                        interrupted=result["interrupted"], path=path)
             if other and not result["released"]:

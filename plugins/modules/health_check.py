@@ -26,7 +26,7 @@ description:
     json assertion status equals 'healthy' failed: got 'unhealthy' (HTTP 200, body: {"status":"unhealthy"})).
   - Read-only. It never reports a change, and it probes in check mode too.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:

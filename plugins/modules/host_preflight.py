@@ -17,7 +17,7 @@ description:
     and how to fix it.
   - Read-only; it runs the same in check mode.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:

@@ -5,8 +5,8 @@ import json
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.shipit.deploy.plugins.filter.compose import (compose_image_specs, compose_pin,
-                                                                        compose_problems)
+from ansible_collections.shipit.deploy.plugins.filter.compose import (
+    compose_image_specs, compose_pin, compose_problems)
 
 PULSE = "sha256:" + "a" * 64
 DB = "sha256:" + "b" * 64

@@ -103,8 +103,8 @@ def test_wait_is_bounded(lockdir):
 def _append(path, writer, count, barrier):
     barrier.wait()
     for i in range(count):
-        _lock.append_audit(path, _lock.audit_entry("deploy", "succeeded", {"who": writer, "message": "x" * 3000,
-                                                                          "details": {"i": i}}))
+        fields = {"who": writer, "message": "x" * 3000, "details": {"i": i}}
+        _lock.append_audit(path, _lock.audit_entry("deploy", "succeeded", fields))
 
 
 def test_concurrent_audit_writers_never_interleave(tmp_path):

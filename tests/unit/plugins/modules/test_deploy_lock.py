@@ -126,7 +126,7 @@ def test_start_and_end_of_the_operation_go_to_the_audit_log(base):
     run_module("deploy_lock", lock(base, "run1"))
     run_module("deploy_lock", lock(base, "run1"))  # renewing is not a new start
     run_module("deploy_lock", dict(base, token="run1", state="absent", result="rolled_back", version="1.2.0",
-                                   message="health check failed", details={"final_version": "1.1.0"}))
+                                   summary="health check failed", details={"final_version": "1.1.0"}))
     entries = audit(base)
     assert [(e["event"], e["result"]) for e in entries] == [("deploy", "started"), ("deploy", "rolled_back")]
     assert entries[0]["who"] == "user-run1" and entries[0]["controller"] == "laptop"
@@ -164,8 +164,8 @@ def test_forced_unlock_is_audited_and_keeps_the_interrupted_record(base):
     forced = run_module("deploy_lock", dict(base, state="absent", force=True, who="alice", reason="CI job cancelled"))
     assert forced["changed"] and forced["released"] and forced["interrupted"]["stage"] == "migrate"
     [entry] = [e for e in audit(base) if e["event"] == "unlock"]
-    assert (entry["event"], entry["result"], entry["who"], entry["reason"]) == ("unlock", "forced", "alice",
-                                                                               "CI job cancelled")
+    assert (entry["event"], entry["result"], entry["who"], entry["reason"]) == (
+        "unlock", "forced", "alice", "CI job cancelled")
     assert entry["released_lock"]["who"] == "user-run1"
 
 

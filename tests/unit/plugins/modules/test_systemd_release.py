@@ -43,8 +43,8 @@ def account():
 
 @pytest.fixture()
 def stage_args(tmp_path, account):
-    artifact = make_tarball(tmp_path / "app-1.0.0.tar.gz", {"bin": None, "bin/app": "#!/bin/sh\necho 1.0.0\n",
-                                                             "RELEASE.json": '{"version": "1.0.0"}'})
+    artifact = make_tarball(tmp_path / "app-1.0.0.tar.gz", {
+        "bin": None, "bin/app": "#!/bin/sh\necho 1.0.0\n", "RELEASE.json": '{"version": "1.0.0"}'})
     app_dir = tmp_path / "srv" / "app"
     return {"state": "present", "app_dir": str(app_dir), "release_id": "20261125T100000Z",
             "unit": f"{account}.service", "host_label": "web1", "artifact": artifact, "user": account,
