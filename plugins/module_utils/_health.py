@@ -249,11 +249,11 @@ class _NonExitingModule:
 def _request_error(msg):
     """fetch_url's error without its wrapping: '[Errno 111] Connection refused', 'timed out'.
 
-    fetch_url says 'Request failed: <urlopen error [Errno 111] Connection refused>' or
+    fetch_url says 'Request failed: <... error [Errno 111] Connection refused>' (urllib's wrapping) or
     'Connection failure: timed out'.
     """
     msg = msg or 'request failed'
-    match = re.match(r'^Request failed: <urlopen error (.*)>$', msg, re.DOTALL)
+    match = re.match(r'^Request failed: <\w+ error (.*)>$', msg, re.DOTALL)
     if match:
         return match.group(1)
     if msg.startswith('Connection failure: '):

@@ -291,7 +291,7 @@ last_failure:
     error:
       description: The connection, timeout or execution error, when there was no response to check.
       type: str
-      sample: "Request failed: <urlopen error [Errno 111] Connection refused>"
+      sample: "[Errno 111] Connection refused"
     status:
       description: HTTP status of the response.
       type: int
