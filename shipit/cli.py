@@ -4,7 +4,7 @@
   shipit rollback --env ENV [--to VERSION_OR_RELEASE]
   shipit backup   --env ENV
   shipit restore  --env ENV
-  shipit history  --env ENV
+  shipit history  --env ENV [--json]
   shipit report   RUN_DIR            (rebuild report.json and report.md from a run's kept artifacts)
   shipit next-version [--pre LABEL] / shipit release-notes   (the deploy workflow's release tag)
 
@@ -55,7 +55,7 @@ def build_parser():
     parser.add_argument("--tool-version", action="version", version=f"shipit {__version__}")
     sub = parser.add_subparsers(dest="operation", required=True, parser_class=_Parser)
 
-    def common(cmd):
+    def common(cmd, json_help="print report.json on stdout at the end"):
         cmd.add_argument("--env", required=True, help="environment: the inventory inventories/ENV")
         cmd.add_argument("--limit", help="hosts or groups to run on (Ansible's --limit; the controller's plan "
                                          "play always runs)")
@@ -72,7 +72,7 @@ def build_parser():
                          help="the shipit.deploy collection (default: this checkout or the installed one)")
         cmd.add_argument("--timeout", type=int, help="cancel the run after this many seconds")
         cmd.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
-        cmd.add_argument("--json", action="store_true", help="print report.json on stdout at the end")
+        cmd.add_argument("--json", action="store_true", help=json_help)
         cmd.add_argument("-v", "--verbose", action="count", default=0, help="Ansible verbosity (in the artifacts)")
         return cmd
 
@@ -90,7 +90,9 @@ def build_parser():
     restore.add_argument("--backup", help="backup id, or 'latest' (shipit_backup)")
     restore.add_argument("--test", action="store_true",
                          help="prove that the backup restores, into a scratch copy: the live data is untouched")
-    common(sub.add_parser("history", help="print each host's release ledger"))
+    common(sub.add_parser("history", help="print each host's release ledger"),
+           json_help='print the history of every host as JSON on stdout: {"hosts": {HOST: {"releases": [...], '
+                     '"lock": {...}}}, ...} (the rows of playbooks/history.yml -e shipit_history_format=json)')
     report = sub.add_parser("report", help="rebuild report.json and report.md from a run directory")
     report.add_argument("run_dir")
     report.add_argument("--json", action="store_true", help="print report.json on stdout")
@@ -197,13 +199,52 @@ def _github_output(run_dir, report):
                      f"outcome={report['outcome']}\nrelease-id={report.get('release_id') or ''}\n")
 
 
-def _print_history(report, out):
-    row = "{:<18} {:<14} {:<12} {:<22} {}"
-    for host in report["hosts"]:
-        out.write(f"\n{host['name']}\n" + row.format("RELEASE", "VERSION", "STATUS", "UPDATED", "REASON") + "\n")
-        for r in host.get("history") or []:
-            out.write(row.format(*(str(r.get(k) or "") for k in ("release_id", "version", "status", "updated_at")),
-                                 (r.get("reason") or "")[:100]) + "\n")
+HISTORY_COLUMNS = (("RELEASE", "release_id"), ("VERSION", "version"), ("STATUS", "status"), ("WHEN", "when"),
+                   ("WHO", "deployed_by"), ("GIT SHA", "git_sha"), ("BACKUP", "backup_id"))
+
+
+def history_table(rows):
+    """The layout of the collection's filter shipit.deploy.history_table (plugins/filter/history.py), which
+    playbooks/history.yml prints: aligned columns, each reason in full on its own indented line."""
+    cells = [[header for header, _key in HISTORY_COLUMNS]]
+    for r in rows:
+        cell = {key: r.get(key) or "-" for _header, key in HISTORY_COLUMNS}
+        if r.get("git_sha"):
+            cell["git_sha"] = r["git_sha"][:12]
+        cells.append([cell[key] for _header, key in HISTORY_COLUMNS])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HISTORY_COLUMNS))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(cells[0], widths)).rstrip()]
+    for r, line in zip(rows, cells[1:]):
+        lines.append("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
+        if r.get("reason"):
+            reason = r["reason"].splitlines() or [""]
+            lines.append(f"    reason: {reason[0]}".rstrip())
+            lines.extend(f"            {more}".rstrip() for more in reason[1:])
+    return "\n".join(lines)
+
+
+def history_document(report, locks):
+    """What `shipit history --json` prints: every host's ledger rows and deploy lock (locks: {host: lock}, see
+    HostState.history_lock), and the run's verdict."""
+    hosts = {}
+    for h in report["hosts"]:
+        hosts[h["name"]] = {"releases": h.get("history"), "lock": locks.get(h["name"]),
+                            "error": (h.get("failure") or {}).get("message") if h.get("history") is None else None}
+    return {"app": report.get("app"), "env": report.get("env"), "exit_code": report["exit_code"],
+            "outcome": report["outcome"], "hosts": hosts}
+
+
+def _print_history(report, locks, out):
+    for h in report["hosts"]:
+        out.write(f"\n{h['name']}\n")
+        if h.get("history") is None:
+            out.write(f"  the ledger was not read: {(h.get('failure') or {}).get('message') or 'see the report'}\n")
+            continue
+        out.write((history_table(h["history"]) if h["history"] else "No release recorded yet.") + "\n")
+        lock = locks.get(h["name"]) or {}
+        for label, key in (("Lock", "holder"), ("In progress or INTERRUPTED", "in_progress")):
+            if lock.get(key):
+                out.write(f"{label}: {lock[key]}\n")
 
 
 def run_operation(args, out=None):
@@ -269,14 +310,16 @@ def run_operation(args, out=None):
                                    "artifact_dir": str(run_dir / "artifacts" / ident), "error": error})
     _write_report(run_dir, report)
     _github_output(run_dir, report)
-    if args.operation == "history":
-        _print_history(report, out)
+    locks = {name: host.history_lock for name, host in builder.hosts.items()}
+    if args.operation == "history" and not args.json:
+        _print_history(report, locks, out)
     if error:
         progress.line(f"ansible-runner failed: {error}")
     progress.line(f"{report['summary']} (exit {report['exit_code']})")
     progress.line(f"report: {run_dir / 'report.md'}")
     if args.json:
-        out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        document = history_document(report, locks) if args.operation == "history" else report
+        out.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     out.flush()
     return report["exit_code"]
 

@@ -22,6 +22,10 @@ ITEM_EVENTS = frozenset({"runner_item_on_ok", "runner_item_on_failed", "runner_i
 TASK_EVENTS = RESULT_EVENTS | ITEM_EVENTS | {"runner_on_start"}
 CONTROLLER = "localhost"
 MESSAGE_LIMIT = 2000
+# A ledger entry in a history row: the keys of the collection's filter shipit.deploy.history_rows
+# (plugins/filter/history.py), which playbooks/history.yml prints with -e shipit_history_format=json.
+HISTORY_KEYS = ("release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha", "backup_id",
+                "reason")
 OK_TEXT = {"deploy": "deployed and healthy", "rollback": "rolled back and healthy", "backup": "backed up",
            "restore": "restored", "history": "ledger read"}
 
@@ -47,6 +51,19 @@ def _text(value, limit=MESSAGE_LIMIT):
         value = "; ".join(str(v) for v in value)
     value = " ".join(str(value).split())
     return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def history_rows(releases):
+    """The ledger entries as rows of HISTORY_KEYS, in full (strings or null); ``when``: updated_at, else created_at."""
+    rows = []
+    for entry in releases:
+        if not isinstance(entry, dict):
+            continue
+        row = {key: None if entry.get(key) in (None, "") else str(entry[key]) for key in HISTORY_KEYS}
+        when = entry.get("updated_at") or entry.get("created_at")
+        row["when"] = str(when) if when else None
+        rows.append(row)
+    return rows
 
 
 def _action_is(data, name):
@@ -167,6 +184,9 @@ class HostState:
     lock_holder: str = None
     backup_id: str = None
     history: list = None
+    # shipit history: the deploy lock as the playbook read it ({holder, in_progress}: sentences or null); not in
+    # report.json (its schema has no place for it yet), `shipit history` prints it.
+    history_lock: dict = None
     playbook_outcome: str = None
     final_version: str = None
     # Failed loop items per task, to name the item that failed rather than "One or more items failed".
@@ -303,8 +323,9 @@ class ReportBuilder:
             args = (res.get("invocation") or {}).get("module_args") or {}
             self.app = self.app or args.get("app")
             if self.operation == "history" and isinstance(res.get("releases"), list):
-                host.history = [{k: r.get(k) for k in ("release_id", "version", "status", "updated_at", "reason")}
-                                for r in res["releases"] if isinstance(r, dict)]
+                host.history = history_rows(res["releases"])
+        if self.operation == "history" and _action_is(data, "deploy_lock") and kind == "runner_on_ok":
+            host.history_lock = {"holder": _text(res.get("holder"), 300), "in_progress": _text(res.get("progress_text"))}
         if _action_is(data, "health_check") and (kind in ITEM_EVENTS or (kind in RESULT_EVENTS and "results" not in res)):
             if kind in ("runner_item_on_skipped", "runner_on_skipped") or "healthy" not in res:
                 return
@@ -553,10 +574,13 @@ def to_markdown(report):
         lines.append("")
     for h in report["hosts"]:
         if h.get("history") is not None:
-            lines += [f"### History on {_cell(h['name'])}", "", "| release | version | status | updated | reason |",
-                      "|---|---|---|---|---|"]
-            lines += [f"| {_cell(r['release_id'])} | {_cell(r['version'])} | {_cell(r['status'])} | "
-                      f"{_cell(r.get('updated_at'))} | {_cell(r.get('reason'))} |" for r in h["history"]]
+            lines += [f"### History on {_cell(h['name'])}", "",
+                      "| release | version | status | when | who | git sha | backup | reason |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in h["history"]:
+                cells = [r.get(k) for k in ("release_id", "version", "status", "when", "deployed_by")]
+                cells += [(r.get("git_sha") or "")[:12], r.get("backup_id"), r.get("reason")]
+                lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
             lines.append("")
     runner = report["runner"]
     if runner.get("artifact_dir"):

@@ -18,8 +18,11 @@ description:
   - An image a container still uses (running or stopped) is never removed; the release that references it is
     kept too, so a later run tries again, and the image is reported in RV(in_use).
   - An image is removed by its tags (removing the last tag deletes it), or by its ID when it has none.
+  - With O(ledger_dir), the releases removed are recorded C(pruned) in the application's release ledger in the
+    same call, so no rollback picks a release whose files are gone; releases the ledger has as C(good) or
+    C(rolled_back) whose directory is missing are recorded C(pruned) too.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
 attributes:
@@ -53,6 +56,12 @@ options:
     description: Docker CLI to run.
     type: path
     default: docker
+  ledger_dir:
+    description:
+      - Directory holding the release ledgers (one sub-directory per application, as for
+        M(shipit.deploy.release_ledger)). The ledger of O(app) there records the releases removed as C(pruned).
+      - When it is not given the ledger is not touched.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -64,6 +73,7 @@ EXAMPLES = r"""
     protect:
       - "20261125T180000Z"  # live
       - "20261125T170000Z"  # rollback target
+    ledger_dir: /var/lib/shipit
 """
 
 RETURN = r"""
@@ -94,6 +104,12 @@ in_use:
   returned: success
   type: list
   elements: str
+pruned_in_ledger:
+  description: Releases recorded C(pruned) in the ledger (or that would be, in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: ["20261120T090000Z"]
 """
 
 import glob
@@ -102,7 +118,7 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _compose
+from ansible_collections.shipit.deploy.plugins.module_utils import _compose, _ledger
 
 
 def read_releases(releases_dir, images_file):
@@ -147,13 +163,22 @@ def prune(module, cli, params):
         for name in removed_releases:
             shutil.rmtree(os.path.join(releases_dir, name))
     kept = sorted(set(releases) - set(removed_releases))
+    pruned = []
+    if params["ledger_dir"]:
+        try:
+            pruned = _ledger.record_pruned(params["ledger_dir"], params["app"], removed_releases, kept,
+                                           module.check_mode)
+        except _ledger.LedgerError as exc:
+            raise _compose.ComposeError(f"the releases {', '.join(removed_releases) or '(none)'} were removed, but "
+                                        f"recording them as pruned in the ledger failed: {exc}") from exc
     return {
-        "changed": bool(removed_releases or removed_images),
+        "changed": bool(removed_releases or removed_images or pruned),
         "removed_releases": removed_releases,
         "kept_releases": kept,
         "removed_images": removed_images,
         "kept_images": plan["kept_images"],
         "in_use": in_use,
+        "pruned_in_ledger": pruned,
         "diff": {"before": {"releases": sorted(releases)}, "after": {"releases": kept}},
     }
 
@@ -167,6 +192,7 @@ def main():
             protect=dict(type="list", elements="str", default=[]),
             images_file=dict(type="str", default="images.json"),
             docker_cli=dict(type="path", default="docker"),
+            ledger_dir=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -14,11 +14,17 @@ description:
     C(<ledger_dir>/<app>/ledger.json), the single source of truth for which release is live, which are
     good rollback targets, which failed and why, and which were rolled back.
   - Setting a release C(live) demotes the release that was live to O(previous_status).
+  - The ledger stays bounded. Every write keeps each release whose files are on the host (C(live), C(good),
+    C(rolled_back)), the newest O(keep_failed) C(failed) ones and the newest O(keep_pruned) C(pruned) ones,
+    and drops the older ones. The live release and the release recorded are always kept.
+  - C(pruned) is the status of a release whose directory was removed to keep the host's releases bounded
+    (M(shipit.deploy.systemd_release) and M(shipit.deploy.compose_prune) record it as they remove it). No
+    rollback picks it.
   - The ledger is replaced atomically (temp file, fsync, rename), so an interrupted run leaves either the
     old or the new ledger.
   - Read it with M(shipit.deploy.release_ledger_info).
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
   - shipit.deploy.attributes.ledger
@@ -36,7 +42,7 @@ options:
     description: New status of the release.
     type: str
     required: true
-    choices: [live, good, failed, rolled_back]
+    choices: [live, good, failed, rolled_back, pruned]
   previous_status:
     description: Status given to the release that was live when O(status=live) makes another release live.
     type: str
@@ -54,6 +60,14 @@ options:
   info:
     description: Further facts to keep with the release (who deployed it, git sha, image digests, backup id).
     type: dict
+  keep_failed:
+    description: How many C(failed) releases the ledger keeps, the newest; older ones are dropped from it.
+    type: int
+    default: 10
+  keep_pruned:
+    description: How many C(pruned) releases the ledger keeps, the newest; older ones are dropped from it.
+    type: int
+    default: 10
 """
 
 EXAMPLES = r"""
@@ -100,6 +114,12 @@ live:
   description: The release that is live after the change, or null.
   returned: success
   type: dict
+dropped:
+  description: Release ids dropped from the ledger by O(keep_failed) and O(keep_pruned) (or that would be, in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: ["20261101T090000Z"]
 path:
   description: Path of the ledger file.
   returned: success
@@ -124,6 +144,8 @@ def main():
             checksum=dict(type="str"),
             reason=dict(type="str"),
             info=dict(type="dict"),
+            keep_failed=dict(type="int", default=_ledger.KEEP_FAILED),
+            keep_pruned=dict(type="int", default=_ledger.KEEP_PRUNED),
         ),
         supports_check_mode=True,
     )
@@ -135,7 +157,8 @@ def main():
         if params["info"]:
             fields.update(params["info"])
         new, changed, before, after = _ledger.record(
-            data, params["release_id"], params["status"], fields, params["previous_status"]
+            data, params["release_id"], params["status"], fields, params["previous_status"],
+            keep_failed=params["keep_failed"], keep_pruned=params["keep_pruned"],
         )
         if changed and not module.check_mode:
             _ledger.save(path, new)
@@ -145,6 +168,7 @@ def main():
         changed=changed,
         release=after,
         live=_ledger.live(new),
+        dropped=sorted({e.get("release_id") for e in data["releases"]} - {e.get("release_id") for e in new["releases"]}),
         path=path,
         diff={"before": before or {}, "after": after},
     )

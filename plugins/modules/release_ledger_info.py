@@ -12,9 +12,11 @@ version_added: 0.1.0
 description:
   - Returns every release recorded for the application on the host, the live one, the default rollback
     target (the newest C(good) release) and, when asked, one release looked up by version or release id.
+  - A release recorded C(pruned) had its files removed from the host. It is never the default rollback target,
+    and looking it up with O(release) fails, naming it, since it cannot be rolled back to.
   - Written by M(shipit.deploy.release_ledger).
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
   - shipit.deploy.attributes.ledger
@@ -25,7 +27,9 @@ attributes:
     support: none
 options:
   release:
-    description: A version or release id to look up; the newest matching entry is returned as RV(selected).
+    description:
+      - A version or release id to look up; the newest matching entry is returned as RV(selected).
+      - By version, a release that did not fail is preferred. When the match is C(pruned) the module fails.
     type: str
 """
 
@@ -53,7 +57,7 @@ live:
   returned: always
   type: dict
 previous_good:
-  description: The newest release with status C(good) (the default rollback target), or null.
+  description: The newest release with status C(good) (the default rollback target, never a C(pruned) one), or null.
   returned: always
   type: dict
 selected:
@@ -100,7 +104,11 @@ def main():
         previous_good=_ledger.previous_good(data),
     )
     if module.params["release"]:
-        result["selected"] = _ledger.find(data, module.params["release"])
+        try:
+            result["selected"] = _ledger.find(data, module.params["release"])
+        except _ledger.PrunedError as exc:
+            module.fail_json(msg=f"looking up release {module.params['release']} of {module.params['app']}: {exc}: "
+                                 "nothing was changed", **result)
     module.exit_json(**result)
 
 

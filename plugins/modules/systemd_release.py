@@ -21,13 +21,14 @@ description:
   - O(state=live) makes a staged release live. C(current) is replaced by rename(2) of a prepared link, so
     readers see the old or the new release, never none. A previous start failure is cleared (a crash-looping
     release may have tripped the start limit), systemd reloads a changed unit, and the service is enabled and
-    restarted; it is only started when nothing changed. Then releases beyond O(keep_releases) are removed.
+    restarted; it is only started when nothing changed. Then releases beyond O(keep_releases) are removed and,
+    with O(ledger_app), recorded C(pruned) in the release ledger in the same call.
   - A release that is not on the host is refused before anything changes, with C(nothing was changed). A unit
     that does not verify is not installed, and nothing is made live.
   - With the action plugin, O(artifact) is a tarball on the controller, copied to the host only when it is
     needed.
 author:
-  - shipit.deploy maintainers
+  - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
   - shipit.deploy.attributes
   - shipit.deploy.attributes.releases
@@ -100,6 +101,17 @@ options:
     type: list
     elements: str
     default: []
+  ledger_app:
+    description:
+      - Application whose release ledger records the releases O(keep_releases) removes, as C(pruned), so no
+        rollback picks a release whose files are gone. Releases recorded C(good) or C(rolled_back) whose
+        directory is missing are recorded C(pruned) too.
+      - When it is not given the ledger is not touched.
+    type: str
+  ledger_dir:
+    description: Directory holding the release ledgers (one sub-directory per application), with O(ledger_app).
+    type: path
+    default: /var/lib/shipit
 notes:
   - Runs as root (it creates users, writes C(/etc/systemd/system) and restarts services).
   - Release ids must sort by time; C(shipit.deploy.deploy) makes them from a UTC timestamp.
@@ -132,6 +144,7 @@ EXAMPLES = r"""
     restart: "{{ staged.unit_changed or staged.env_changed }}"
     keep_releases: 5
     protected_releases: ["20261124T090000Z"]
+    ledger_app: pulse
 """
 
 RETURN = r"""
@@ -171,6 +184,12 @@ removed_releases:
   returned: when O(state=live)
   type: list
   elements: str
+pruned_in_ledger:
+  description: Releases recorded C(pruned) in the ledger of O(ledger_app) (or that would be, in check mode).
+  returned: when O(state=live)
+  type: list
+  elements: str
+  sample: ["20261120T090000Z"]
 """
 
 import grp
@@ -181,7 +200,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _files, _release
+from ansible_collections.shipit.deploy.plugins.module_utils import _files, _ledger, _release
 
 UNIT_DIR = "/etc/systemd/system"
 NOLOGIN = "/usr/sbin/nologin"
@@ -318,8 +337,8 @@ class Release(_release.Releases):
                       "nothing was changed")
         switched = bool(self.release_id) and self.switch_current()
         restarted = self.ensure_service(p["unit"], switched or p["restart"])
-        removed = self.prune() if p["keep_releases"] is not None and self.release_id else []
-        return dict(switched=switched, restarted=restarted, removed_releases=removed)
+        removed, pruned = self.prune() if p["keep_releases"] is not None and self.release_id else ([], [])
+        return dict(switched=switched, restarted=restarted, removed_releases=removed, pruned_in_ledger=pruned)
 
     def unit_state(self, unit):
         out = self.run(["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload",
@@ -345,9 +364,10 @@ class Release(_release.Releases):
         return True
 
     def prune(self):
+        """(releases removed, releases recorded pruned in the ledger)."""
         keep = max(self.p["keep_releases"], 1)
         if not os.path.isdir(self.releases):  # check mode of a first deploy
-            return []
+            return [], []
         names = sorted(name for name in os.listdir(self.releases)
                        if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
         protected = set(self.p["protected_releases"]) | {self.release_id, self.current_target()}
@@ -357,7 +377,20 @@ class Release(_release.Releases):
         for name in doomed + leftovers:
             if self.change(f"removed releases/{name}"):
                 shutil.rmtree(os.path.join(self.releases, name))
-        return doomed
+        return doomed, self.record_pruned(doomed, set(names) - set(doomed))
+
+    def record_pruned(self, removed, present):
+        app = self.p["ledger_app"]
+        if not app:
+            return []
+        try:
+            marked = _ledger.record_pruned(self.p["ledger_dir"], app, removed, present, self.check)
+        except (_ledger.LedgerError, OSError) as exc:
+            self.fail(f"recording the removed releases of {app} as pruned in its ledger failed: {exc}",
+                      removed_releases=removed)
+        if marked:
+            self.change(f"recorded {', '.join(marked)} as pruned in the ledger of {app}")
+        return marked
 
 
 def main():
@@ -369,6 +402,8 @@ def main():
             unit=dict(type="str", required=True),
             host_label=dict(type="str"),
             src=dict(type="path"),
+            # Taken by the action plugin, which copies it to the host and passes its path as src.
+            artifact=dict(type="path"),
             user=dict(type="str"),
             group=dict(type="str"),
             shared_dirs=dict(type="list", elements="str", default=[]),
@@ -379,6 +414,8 @@ def main():
             check_mode_staged=dict(type="bool", default=False),
             keep_releases=dict(type="int"),
             protected_releases=dict(type="list", elements="str", default=[]),
+            ledger_app=dict(type="str"),
+            ledger_dir=dict(type="path", default="/var/lib/shipit"),
         ),
         supports_check_mode=True,
     )

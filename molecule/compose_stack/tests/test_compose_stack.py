@@ -220,18 +220,23 @@ def test_prune_keeps_exactly_the_configured_number_of_releases_and_images(host):
     assert not present & gone
     assert visits(host) == 3
     assert_running(host, live(host))
+    # The ledger agrees with the disk: the releases removed are recorded pruned, in the same call.
+    statuses = {e["version"]: e["status"] for e in ledger(host)}
+    assert (statuses["1.1.0"], statuses["1.2.0"]) == ("pruned", "pruned"), statuses
 
 
 def test_rollback_to_a_pruned_release_is_refused(host):
     before = state(host)
     proc = playbook("rollback.yml", "-e", "shipit_rollback_to=1.1.0")
     assert proc.returncode != 0
-    assert "is not on shipit-molecule-compose" in proc.stdout and "nothing was changed" in proc.stdout, proc.stdout[-3000:]
+    out = " ".join(proc.stdout.split())
+    assert "was pruned" in out and "its files are no longer on the host" in out, proc.stdout[-3000:]
+    assert "nothing was changed" in out, proc.stdout[-3000:]
     assert state(host) == before
 
 
 def test_history_prints_the_ledger(host):
     proc = playbook("history.yml")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    for version, status in (("1.2.0", "failed"), ("1.0.0", "good"), ("1.3.0", "live")):
+    for version, status in (("1.2.0", "pruned"), ("1.0.0", "good"), ("1.3.0", "live")):
         assert re.search(rf"{re.escape(version)}\s+{status}", proc.stdout), proc.stdout

@@ -20,7 +20,7 @@ DATA_KEYS = ("host", "task", "task_uuid", "task_path", "role", "resolved_action"
              "start", "end")
 KINDS = ("playbook_on_start", "playbook_on_play_start", "playbook_on_stats")  # and every runner_* event
 RES_KEYS = ("msg", "changed", "failed", "skipped", "unreachable", "healthy", "attempts", "elapsed",
-            "_ansible_item_label", "holder", "backup_id", "releases")
+            "_ansible_item_label", "holder", "progress_text", "backup_id", "releases")
 FACT_KEYS = ("shipit_release_id", "__rollback_target", "shipit_outcome", "shipit_backup_id")
 
 
