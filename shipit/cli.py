@@ -30,7 +30,7 @@ import yaml
 from . import __version__, release
 from .exitcodes import DESCRIPTIONS, ExitCode
 from .progress import Progress
-from .report import ReportBuilder, load_events, to_markdown
+from .report import ReportBuilder, history_filters, load_events, to_markdown
 from .runner import (ShipitError, find_inventory, find_playbook, find_project, new_run_dir, run_playbook,
                      runner_output_tail, vault_password_file)
 
@@ -199,30 +199,6 @@ def _github_output(run_dir, report):
                      f"outcome={report['outcome']}\nrelease-id={report.get('release_id') or ''}\n")
 
 
-HISTORY_COLUMNS = (("RELEASE", "release_id"), ("VERSION", "version"), ("STATUS", "status"), ("WHEN", "when"),
-                   ("WHO", "deployed_by"), ("GIT SHA", "git_sha"), ("BACKUP", "backup_id"))
-
-
-def history_table(rows):
-    """The layout of the collection's filter shipit.deploy.history_table (plugins/filter/history.py), which
-    playbooks/history.yml prints: aligned columns, each reason in full on its own indented line."""
-    cells = [[header for header, _key in HISTORY_COLUMNS]]
-    for r in rows:
-        cell = {key: r.get(key) or "-" for _header, key in HISTORY_COLUMNS}
-        if r.get("git_sha"):
-            cell["git_sha"] = r["git_sha"][:12]
-        cells.append([cell[key] for _header, key in HISTORY_COLUMNS])
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HISTORY_COLUMNS))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(cells[0], widths)).rstrip()]
-    for r, line in zip(rows, cells[1:]):
-        lines.append("  ".join(value.ljust(width) for value, width in zip(line, widths)).rstrip())
-        if r.get("reason"):
-            reason = r["reason"].splitlines() or [""]
-            lines.append(f"    reason: {reason[0]}".rstrip())
-            lines.extend(f"            {more}".rstrip() for more in reason[1:])
-    return "\n".join(lines)
-
-
 def history_document(report, locks):
     """What `shipit history --json` prints: every host's ledger rows and deploy lock (locks: {host: lock}, see
     HostState.history_lock), and the run's verdict."""
@@ -240,7 +216,8 @@ def _print_history(report, locks, out):
         if h.get("history") is None:
             out.write(f"  the ledger was not read: {(h.get('failure') or {}).get('message') or 'see the report'}\n")
             continue
-        out.write((history_table(h["history"]) if h["history"] else "No release recorded yet.") + "\n")
+        out.write((history_filters().history_table(h["history"]) if h["history"] else "No release recorded yet.")
+                  + "\n")
         lock = locks.get(h["name"]) or {}
         for label, key in (("Lock", "holder"), ("In progress or INTERRUPTED", "in_progress")):
             if lock.get(key):

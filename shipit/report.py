@@ -22,10 +22,6 @@ ITEM_EVENTS = frozenset({"runner_item_on_ok", "runner_item_on_failed", "runner_i
 TASK_EVENTS = RESULT_EVENTS | ITEM_EVENTS | {"runner_on_start"}
 CONTROLLER = "localhost"
 MESSAGE_LIMIT = 2000
-# A ledger entry in a history row: the keys of the collection's filter shipit.deploy.history_rows
-# (plugins/filter/history.py), which playbooks/history.yml prints with -e shipit_history_format=json.
-HISTORY_KEYS = ("release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha", "backup_id",
-                "reason")
 OK_TEXT = {"deploy": "deployed and healthy", "rollback": "rolled back and healthy", "backup": "backed up",
            "restore": "restored", "history": "ledger read"}
 
@@ -53,17 +49,16 @@ def _text(value, limit=MESSAGE_LIMIT):
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def history_rows(releases):
-    """The ledger entries as rows of HISTORY_KEYS, in full (strings or null); ``when``: updated_at, else created_at."""
-    rows = []
-    for entry in releases:
-        if not isinstance(entry, dict):
-            continue
-        row = {key: None if entry.get(key) in (None, "") else str(entry[key]) for key in HISTORY_KEYS}
-        when = entry.get("updated_at") or entry.get("created_at")
-        row["when"] = str(when) if when else None
-        rows.append(row)
-    return rows
+def history_filters():
+    """The collection's history filters (plugins/filter/history.py of the collection shipit runs): one layout
+    of the history rows and table for playbooks/history.yml and the shipit command."""
+    import importlib.util
+    from .runner import find_project
+    path = find_project() / "plugins" / "filter" / "history.py"
+    spec = importlib.util.spec_from_file_location("shipit_deploy_history_filters", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _action_is(data, name):
@@ -323,7 +318,7 @@ class ReportBuilder:
             args = (res.get("invocation") or {}).get("module_args") or {}
             self.app = self.app or args.get("app")
             if self.operation == "history" and isinstance(res.get("releases"), list):
-                host.history = history_rows(res["releases"])
+                host.history = history_filters().history_rows([r for r in res["releases"] if isinstance(r, dict)])
         if self.operation == "history" and _action_is(data, "deploy_lock") and kind == "runner_on_ok":
             host.history_lock = {"holder": _text(res.get("holder"), 300), "in_progress": _text(res.get("progress_text"))}
         if _action_is(data, "health_check") and (kind in ITEM_EVENTS or (kind in RESULT_EVENTS and "results" not in res)):

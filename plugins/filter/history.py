@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters of playbooks/history.yml: a host's release ledger as rows (for JSON) and as a table people read.
 
-Documented in history_rows.yml and history_table.yml next to this file. The shipit command prints the same
-table from its report (shipit/report.py history_rows, shipit/cli.py); a unit test keeps the two alike.
+Documented in history_rows.yml and history_table.yml next to this file. The shipit command loads this file
+from the collection it runs (shipit/report.py history_filters) and prints the same rows and table.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def history_rows(releases):
     rows = []
     for entry in releases:
         row = {key: _text(entry.get(key)) for key in ROW_KEYS if key != "when"}
-        row["when"] = _text(entry.get("updated_at")) or _text(entry.get("created_at"))
+        # A row made already (the shipit command's report) keeps its when.
+        row["when"] = _text(entry.get("updated_at")) or _text(entry.get("created_at")) or _text(entry.get("when"))
         rows.append({key: row[key] for key in ROW_KEYS})
     return rows
 

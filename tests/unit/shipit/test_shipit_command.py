@@ -182,3 +182,20 @@ def test_the_report_can_be_rebuilt_from_the_kept_artifacts(monkeypatch, tmp_path
     again = json.loads((run_dir / "report.json").read_text())
     for key in ("exit_code", "release_id", "hosts", "failing_health_check", "rollback_reason", "totals"):
         assert again[key] == first[key], key
+
+
+def test_history_prints_the_collections_table_or_json(monkeypatch, tmp_path, capsys):
+    _replay(monkeypatch, "history", [])
+    assert cli.main(["history", "--env", "lab", "--artifacts-dir", str(tmp_path / "table"), "--plain"]) == 0
+    out = capsys.readouterr().out
+    assert "RELEASE" in out and "GIT SHA" in out and "BACKUP" in out
+    assert "    reason: health check http GET http://127.0.0.1:8080/health" in out  # in full, on its own line
+    _replay(monkeypatch, "history", [])
+    assert cli.main(["history", "--env", "lab", "--artifacts-dir", str(tmp_path / "json"), "--plain", "--json"]) == 0
+    out = capsys.readouterr().out
+    document = json.loads(out)  # progress went to stderr: stdout is the JSON alone
+    [(host, entry)] = document["hosts"].items()
+    rows = entry["releases"]
+    assert rows and set(rows[0]) == {"release_id", "version", "status", "pruned_from", "when", "deployed_by",
+                                     "git_sha", "backup_id", "reason"}
+    assert any(r["git_sha"] == "a9e3d8ca512f58a47d2ed470d031972de78148e4" for r in rows)
