@@ -320,7 +320,8 @@ class ReportBuilder:
             if self.operation == "history" and isinstance(res.get("releases"), list):
                 host.history = history_filters().history_rows([r for r in res["releases"] if isinstance(r, dict)])
         if self.operation == "history" and _action_is(data, "deploy_lock") and kind == "runner_on_ok":
-            host.history_lock = {"holder": _text(res.get("holder"), 300), "in_progress": _text(res.get("progress_text"))}
+            host.history_lock = {"holder": _text(res.get("holder"), 300),
+                                 "in_progress": _text(res.get("progress_text"))}
         if _action_is(data, "health_check") and (kind in ITEM_EVENTS or (kind in RESULT_EVENTS and "results" not in res)):
             if kind in ("runner_item_on_skipped", "runner_on_skipped") or "healthy" not in res:
                 return

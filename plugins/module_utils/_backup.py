@@ -223,7 +223,7 @@ def verify_file(manifest):
     if size != manifest["size"]:
         raise BackupError(f"{what} is truncated or corrupted: {path} has {size} bytes, its manifest says "
                           f"{manifest['size']}")
-    checksum, _ = sha256_file(path)
+    checksum = sha256_file(path)[0]
     if checksum != manifest["sha256"]:
         raise BackupError(f"{what} is corrupted: sha256 of {path} is {checksum}, its manifest says "
                           f"{manifest['sha256']}")
@@ -815,7 +815,7 @@ def _decompress_into(manifest, tools, sink_argv=None, sink_fd=None, sink_stdout=
         checksum = digest.hexdigest()
         # Drain what is left of the file so the checksum covers all of it, even after a decompressor error.
         if feed_error is not None or unzip_rc != 0:
-            checksum, _ = sha256_file(manifest["path"])
+            checksum = sha256_file(manifest["path"])[0]
         if checksum != manifest["sha256"]:
             raise BackupError(f"backup {manifest['backup_id']} of {manifest['app']} is corrupted: sha256 of "
                               f"{manifest['path']} is {checksum}, its manifest says {manifest['sha256']}")
@@ -847,7 +847,7 @@ def stage_sqlite(manifest, target, tools, expected_tables=(), verify_sql=(), own
     """Restore into a scratch file beside ``target``, checked, owned and moded like the target."""
     check_restorable(manifest, "sqlite")
     verify_file(manifest)
-    scratch, _ = sqlite_scratch(target)
+    scratch = sqlite_scratch(target)[0]
     directory = os.path.dirname(scratch)
     if not os.path.isdir(directory):
         raise BackupError(f"the directory of the SQLite database, {directory}, does not exist")
@@ -885,7 +885,7 @@ def stage_sqlite(manifest, target, tools, expected_tables=(), verify_sql=(), own
 
 
 def discard_sqlite(target):
-    scratch, _ = sqlite_scratch(target)
+    scratch = sqlite_scratch(target)[0]
     removed = False
     for path in (scratch, scratch + ".json", scratch + "-journal", scratch + "-wal", scratch + "-shm"):
         if os.path.lexists(path):
@@ -895,7 +895,7 @@ def discard_sqlite(target):
 
 
 def staged_marker_sqlite(target):
-    scratch, _ = sqlite_scratch(target)
+    scratch = sqlite_scratch(target)[0]
     try:
         with open(scratch + ".json", encoding="utf-8") as handle:
             return json.load(handle)
@@ -940,7 +940,7 @@ def _pg_props(tools, database, maintenance_db):
 
 
 def discard_pg(tools, target, maintenance_db):
-    scratch, _ = pg_scratch(target)
+    scratch = pg_scratch(target)[0]
     existed = pg_database_exists(tools, scratch, maintenance_db)
     if existed:
         psql(tools, f"DROP DATABASE IF EXISTS {ident(scratch)} WITH (FORCE)", maintenance_db)
@@ -951,7 +951,7 @@ def stage_pg(manifest, target, tools, maintenance_db="postgres", expected_tables
     """Restore into a scratch database (owner, encoding and locale of the target), in one transaction."""
     check_restorable(manifest, "postgresql")
     verify_file(manifest)
-    scratch, _ = pg_scratch(target)
+    scratch = pg_scratch(target)[0]
     discard_pg(tools, target, maintenance_db)
     props = _pg_props(tools, target, maintenance_db)
     create = f"CREATE DATABASE {ident(scratch)} TEMPLATE template0"
@@ -974,7 +974,7 @@ def stage_pg(manifest, target, tools, maintenance_db="postgres", expected_tables
 
 
 def staged_marker_pg(tools, target, maintenance_db):
-    scratch, _ = pg_scratch(target)
+    scratch = pg_scratch(target)[0]
     rows = psql_rows(tools, "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                             f"WHERE datname = {literal(scratch)}", maintenance_db)
     if not rows or not rows[0][0].startswith("shipit staged "):
@@ -1000,7 +1000,7 @@ def make_live_pg(manifest, target, tools, maintenance_db="postgres", expected_ta
     terminate = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                  f"WHERE datname IN ({literal(target)}, {literal(scratch)}) AND pid <> pg_backend_pid()")
     last = None
-    for _ in range(10):
+    for dummy in range(10):
         psql(tools, terminate, maintenance_db)
         proc = psql(tools, "BEGIN; " + swap + " COMMIT;", maintenance_db, check_error=False)
         if proc.returncode == 0:

@@ -114,15 +114,16 @@ def previous_good(data):
 
 def trim(releases, keep_failed=KEEP_FAILED, keep_pruned=KEEP_PRUNED, keep_ids=()):
     """(kept, dropped): the entries without the failed ones older than the newest ``keep_failed`` and the pruned
-    ones older than the newest ``keep_pruned``. Entries on disk, of an unknown status, or in ``keep_ids`` stay."""
+    ones older than the newest ``keep_pruned``. Entries on disk or of an unknown status stay; so do the ones in
+    ``keep_ids``, which count among the newest all the same."""
     limits = {"failed": keep_failed, "pruned": keep_pruned}
     seen = {"failed": 0, "pruned": 0}
     kept, dropped = [], []
     for entry in reversed(releases):  # newest first
         status = entry.get("status")
-        if status in limits and entry.get("release_id") not in keep_ids:
+        if status in limits:
             seen[status] += 1
-            if seen[status] > limits[status]:
+            if seen[status] > limits[status] and entry.get("release_id") not in keep_ids:
                 dropped.append(entry)
                 continue
         kept.append(entry)

@@ -115,7 +115,8 @@ live:
   returned: success
   type: dict
 dropped:
-  description: Release ids dropped from the ledger by O(keep_failed) and O(keep_pruned) (or that would be, in check mode).
+  description: Release ids dropped from the ledger by O(keep_failed) and O(keep_pruned) (or that would be, in check
+    mode).
   returned: success
   type: list
   elements: str
@@ -168,7 +169,8 @@ def main():
         changed=changed,
         release=after,
         live=_ledger.live(new),
-        dropped=sorted({e.get("release_id") for e in data["releases"]} - {e.get("release_id") for e in new["releases"]}),
+        dropped=sorted({e.get("release_id") for e in data["releases"]}
+                       - {e.get("release_id") for e in new["releases"]}),
         path=path,
         diff={"before": before or {}, "after": after},
     )

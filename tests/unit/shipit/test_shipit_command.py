@@ -184,18 +184,37 @@ def test_the_report_can_be_rebuilt_from_the_kept_artifacts(monkeypatch, tmp_path
         assert again[key] == first[key], key
 
 
-def test_history_prints_the_collections_table_or_json(monkeypatch, tmp_path, capsys):
+def _history_run(monkeypatch, tmp_path, *extra):
     _replay(monkeypatch, "history", [])
-    assert cli.main(["history", "--env", "lab", "--artifacts-dir", str(tmp_path / "table"), "--plain"]) == 0
+    return cli.main(["history", "--env", "lab", "--limit", "ci1", "--artifacts-dir", str(tmp_path / "run"),
+                     "--plain", *extra])
+
+
+def test_history_json_prints_only_the_ledger_of_every_host(monkeypatch, tmp_path, capsys):
+    assert _history_run(monkeypatch, tmp_path, "--json") == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)  # stdout is the document alone: no table, no progress lines
+    assert (document["env"], document["exit_code"], list(document["hosts"])) == ("lab", 0, ["ci1"])
+    host = document["hosts"]["ci1"]
+    assert host["lock"] == {"holder": None, "in_progress": None} and host["error"] is None
+    failed = host["releases"][0]
+    assert list(failed) == ["release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha",
+                            "backup_id", "reason"]
+    assert failed["status"] == "failed" and failed["git_sha"] == "a9e3d8ca512f58a47d2ed470d031972de78148e4"
+    assert failed["reason"].endswith('"reason": "deliberately broken build"})')  # in full
+    assert [(r["version"], r["status"]) for r in host["releases"][-2:]] == [("1.1.0", "live"), ("1.0.0", "rolled_back")]
+    assert "(exit 0)" in captured.err  # the progress went to stderr
+
+
+def test_history_prints_the_collections_table(monkeypatch, tmp_path, capsys):
+    from ansible_collections.shipit.deploy.plugins.filter.history import history_table
+
+    assert _history_run(monkeypatch, tmp_path) == 0
     out = capsys.readouterr().out
-    assert "RELEASE" in out and "GIT SHA" in out and "BACKUP" in out
-    assert "    reason: health check http GET http://127.0.0.1:8080/health" in out  # in full, on its own line
-    _replay(monkeypatch, "history", [])
-    assert cli.main(["history", "--env", "lab", "--artifacts-dir", str(tmp_path / "json"), "--plain", "--json"]) == 0
-    out = capsys.readouterr().out
-    document = json.loads(out)  # progress went to stderr: stdout is the JSON alone
-    [(host, entry)] = document["hosts"].items()
-    rows = entry["releases"]
-    assert rows and set(rows[0]) == {"release_id", "version", "status", "pruned_from", "when", "deployed_by",
-                                     "git_sha", "backup_id", "reason"}
-    assert any(r["git_sha"] == "a9e3d8ca512f58a47d2ed470d031972de78148e4" for r in rows)
+    releases = next(json.loads(line)["event_data"]["res"]["releases"] for line in
+                    (REPO / "tests/unit/shipit/events/history.jsonl").read_text().splitlines()[1:]
+                    if "releases" in line)
+    # The same layout as playbooks/history.yml prints: one row per release, the reason whole on its own line.
+    assert "\nci1\n" + history_table(releases) + "\n" in out
+    assert "    reason: health check http GET http://127.0.0.1:8080/health failed after 20 attempts" in out
+    assert not out.lstrip().startswith("{")

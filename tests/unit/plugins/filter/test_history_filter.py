@@ -44,3 +44,43 @@ def test_table_aligns_columns_and_puts_each_reason_in_full_on_its_own_line():
 def test_not_a_ledger_is_refused_clearly():
     with pytest.raises(AnsibleFilterError, match="list of ledger entries"):
         history_rows({"releases": []})
+
+
+SHA = "a9e3d8ca512f58a47d2ed470d031972de78148e4"
+REASON = ("health check http GET http://127.0.0.1:8080/health failed after 20 attempts in 10.8s: status in [200] "
+          "failed: got 503 (HTTP 503, body: {\"status\": \"unhealthy\", \"reason\": \"deliberately broken build\"})")
+RELEASES = [
+    {"release_id": "20261125T184659Z", "version": "1.2.0", "status": "failed", "created_at": "2026-11-25T18:47:00Z",
+     "updated_at": "2026-11-25T18:47:34Z", "deployed_by": "ci", "git_sha": SHA, "reason": REASON,
+     "checksum": "sha256:0d36"},
+    {"release_id": "20261125T185142Z", "version": "1.0.0", "status": "pruned", "pruned_from": "good",
+     "created_at": "2026-11-25T18:52:38Z", "deployed_by": "alice", "backup_id": "20261125T185157Z"},
+    {"release_id": "20261125T193841Z", "version": "1.1.0-rc.1+build.7", "status": "live",
+     "updated_at": "2026-11-25T19:42:38Z", "reason": "line one\nline two"},
+]
+
+
+def test_table_layout_line_by_line():
+    assert history_table(RELEASES).splitlines() == [
+        "RELEASE           VERSION             STATUS  WHEN                  WHO    GIT SHA       BACKUP",
+        "20261125T184659Z  1.2.0               failed  2026-11-25T18:47:34Z  ci     a9e3d8ca512f  -",
+        f"    reason: {REASON}",
+        "20261125T185142Z  1.0.0               pruned  2026-11-25T18:52:38Z  alice  -             20261125T185157Z",
+        "20261125T193841Z  1.1.0-rc.1+build.7  live    2026-11-25T19:42:38Z  -      -             -",
+        "    reason: line one",
+        "            line two",
+    ]
+
+
+def test_no_line_of_the_table_ends_with_a_space():
+    # Trailing spaces would make the YAML callback quote the whole table instead of printing plain lines.
+    assert all(line == line.rstrip() for line in history_table(RELEASES).splitlines())
+
+
+def test_rows_have_fixed_keys_in_order():
+    rows = history_rows(RELEASES)
+    assert list(rows[0]) == ["release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha",
+                             "backup_id", "reason"]
+    assert rows[1] == {"release_id": "20261125T185142Z", "version": "1.0.0", "status": "pruned",
+                       "pruned_from": "good", "when": "2026-11-25T18:52:38Z", "deployed_by": "alice",
+                       "git_sha": None, "backup_id": "20261125T185157Z", "reason": None}

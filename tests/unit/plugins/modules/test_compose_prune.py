@@ -72,3 +72,28 @@ def test_bad_arguments_fail_with_what_was_attempted(stack, args, message):
     result = run_module("compose_prune", {"docker_cli": cli, "root": str(root), **args})
     assert result["failed"] and result["msg"].startswith("pruning the releases of") and message in result["msg"]
     assert len(releases(root)) == 5
+
+
+def test_removed_releases_are_recorded_pruned_in_the_ledger(stack, tmp_path):
+    cli, _fake, root = stack
+    ids = releases(root)
+    ledger = tmp_path / "ledgers" / "pulse" / "ledger.json"
+    ledger.parent.mkdir(parents=True)
+    entries = [{"release_id": r, "version": f"1.{n}.0", "status": "good"} for n, r in enumerate(ids, 1)]
+    entries[-1]["status"] = "live"
+    entries[1]["status"], entries[1]["reason"] = "failed", "pulse is unhealthy"
+    ledger.write_text(json.dumps({"ledger_version": 1, "app": "pulse", "releases": entries}))
+    args = {"docker_cli": cli, "root": str(root), "app": "pulse", "keep": 2, "protect": [ids[0]],
+            "ledger_dir": str(tmp_path / "ledgers")}
+    predicted = run_module("compose_prune", args, check=True)
+    assert predicted["pruned_in_ledger"] == [ids[1], ids[2]], predicted
+    assert json.loads(ledger.read_text())["releases"] == entries
+    done = run_module("compose_prune", args)
+    assert done["removed_releases"] == done["pruned_in_ledger"] == [ids[1], ids[2]], done
+    after = json.loads(ledger.read_text())["releases"]
+    assert [e["status"] for e in after] == ["good", "pruned", "pruned", "good", "live"]
+    assert (after[1]["pruned_from"], after[1]["reason"], after[1]["version"]) == ("failed", "pulse is unhealthy", "1.2.0")
+    again = run_module("compose_prune", args)
+    assert not again["changed"] and again["pruned_in_ledger"] == []
+    without = run_module("compose_prune", dict(args, ledger_dir=None, keep=1, protect=[]), check=True)
+    assert without["removed_releases"] and without["pruned_in_ledger"] == []

@@ -54,3 +54,29 @@ def test_bad_release_id_fails_with_a_clear_message(ledger_dir):
     assert result["failed"]
     assert "recording release ../../etc of pulse as live" in result["msg"]
     assert "not a safe name" in result["msg"]
+
+
+def test_each_write_keeps_only_the_newest_failed_releases(ledger_dir):
+    base = {"app": "pulse", "ledger_dir": ledger_dir}
+    run_module("release_ledger", dict(base, release_id="r0", version="1.0.0", status="live"))
+    for n in range(1, 4):
+        run_module("release_ledger", dict(base, release_id=f"r{n}", version=f"1.{n}.0", status="failed",
+                                          reason=f"HTTP 50{n}"))
+    result = run_module("release_ledger", dict(base, release_id="r4", version="1.4.0", status="failed",
+                                               reason="HTTP 504", keep_failed=2))
+    assert result["changed"] and result["dropped"] == ["r1", "r2"], result
+    info = run_module("release_ledger_info", base)
+    assert [(e["release_id"], e["status"]) for e in info["releases"]] == [
+        ("r0", "live"), ("r3", "failed"), ("r4", "failed")]
+
+
+def test_looking_up_a_pruned_release_is_refused_by_name(ledger_dir):
+    base = {"app": "pulse", "ledger_dir": ledger_dir}
+    run_module("release_ledger", dict(base, release_id="r1", version="1.0.0", status="live"))
+    run_module("release_ledger", dict(base, release_id="r2", version="1.1.0", status="live"))
+    run_module("release_ledger", dict(base, release_id="r1", status="pruned"))
+    info = run_module("release_ledger_info", dict(base, release="1.0.0"))
+    assert info["failed"]
+    assert "looking up release 1.0.0 of pulse: release r1 (1.0.0) of pulse was pruned" in info["msg"]
+    assert "no longer on the host" in info["msg"] and "nothing was changed" in info["msg"]
+    assert run_module("release_ledger_info", base)["previous_good"] is None

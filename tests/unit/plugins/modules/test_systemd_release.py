@@ -4,6 +4,7 @@ Molecule scenarios systemd_service and safety have."""
 
 import grp
 import io
+import json
 import os
 import pwd
 import secrets
@@ -141,3 +142,48 @@ def test_bad_names_are_refused(stage_args):
     for key, value in (("release_id", "../x"), ("shared_dirs", ["../etc"])):
         result = run_module("systemd_release", dict(stage_args, **{key: value}))
         assert result["failed"] and "nothing was changed" in result["msg"], (key, result)
+
+
+def test_releases_removed_by_keep_releases_are_recorded_pruned_in_the_ledger(tmp_path, monkeypatch):
+    # state=live restarts the service: a stand-in systemctl (first on PATH) answers for systemd, which is not PID 1
+    # here; the prune that follows is real.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text('#!/bin/sh\n[ "$1" = show ] && printf "LoadState=loaded\\nActiveState=active\\n'
+                                       'UnitFileState=enabled\\nNeedDaemonReload=no\\n"\nexit 0\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    app = tmp_path / "srv" / "pulse"
+    ids = [f"2026112{n}T000000Z" for n in range(1, 6)]
+    for release_id in ids:
+        (app / "releases" / release_id).mkdir(parents=True)
+    os.symlink("releases/" + ids[3], app / "current")
+    ledger_dir = tmp_path / "ledgers"
+    ledger = ledger_dir / "pulse" / "ledger.json"
+    ledger.parent.mkdir(parents=True)
+    entries = [{"release_id": "20261110T000000Z", "version": "0.9.0", "status": "good"}]  # gone long ago
+    entries += [{"release_id": r, "version": f"1.{n}.0", "status": "good"} for n, r in enumerate(ids[:4], 1)]
+    entries[2]["status"] = "failed"
+    entries[2]["reason"] = "HTTP 503"
+    entries[4]["status"] = "live"
+    ledger.write_text(json.dumps({"ledger_version": 1, "app": "pulse", "releases": entries}))
+    args = {"state": "live", "app_dir": str(app), "release_id": ids[4], "unit": "pulse.service", "keep_releases": 2,
+            "protected_releases": [ids[0]], "ledger_app": "pulse", "ledger_dir": str(ledger_dir)}
+
+    predicted = run_module("systemd_release", args, check=True)
+    assert not predicted.get("failed"), predicted
+    assert predicted["removed_releases"] == [ids[1], ids[2]]
+    assert predicted["pruned_in_ledger"] == ["20261110T000000Z", ids[1], ids[2]]
+    assert json.loads(ledger.read_text())["releases"] == entries and len(os.listdir(app / "releases")) == 5
+
+    result = run_module("systemd_release", args)
+    assert not result.get("failed"), result
+    assert sorted(os.listdir(app / "releases")) == [ids[0], ids[3], ids[4]]
+    assert result["pruned_in_ledger"] == ["20261110T000000Z", ids[1], ids[2]]
+    assert any("as pruned in the ledger of pulse" in change for change in result["changes"])
+    after = {e["release_id"]: e for e in json.loads(ledger.read_text())["releases"]}
+    assert {r: e["status"] for r, e in after.items()} == {
+        "20261110T000000Z": "pruned", ids[0]: "good", ids[1]: "pruned", ids[2]: "pruned", ids[3]: "live"}
+    assert (after[ids[1]]["pruned_from"], after[ids[1]]["reason"], after[ids[1]]["version"]) == ("failed", "HTTP 503",
+                                                                                                 "1.2.0")
+    assert after[ids[2]]["pruned_from"] == "good"
