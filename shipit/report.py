@@ -8,6 +8,7 @@ renders it for $GITHUB_STEP_SUMMARY or a pull-request comment.
 """
 
 import datetime
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +50,10 @@ def _text(value, limit=MESSAGE_LIMIT):
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
+@functools.lru_cache(maxsize=1)
 def history_filters():
     """The collection's history filters (plugins/filter/history.py of the collection shipit runs): one layout
-    of the history rows and table for playbooks/history.yml and the shipit command."""
+    of the history rows and table for playbooks/history.yml and the shipit command. Loaded once a run."""
     import importlib.util
     from .runner import find_project
     path = find_project() / "plugins" / "filter" / "history.py"

@@ -22,8 +22,6 @@ import re
 from ansible_collections.shipit.deploy.plugins.module_utils import _files
 
 STATUSES = ("live", "good", "failed", "rolled_back", "pruned")
-# Statuses of releases whose directory is on the host: never trimmed from the ledger.
-ON_DISK = ("live", "good", "rolled_back")
 # How many failed and pruned releases a write keeps by default (release_ledger's keep_failed, keep_pruned).
 KEEP_FAILED = 10
 KEEP_PRUNED = 10
