@@ -17,11 +17,12 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEB_CACHE = Path("/var/cache/shipit-lab/debs")
 
-# Target hosts: systemd as PID 1, sshd, sudo, a Docker engine (started by `lab up`) and PostgreSQL
+# Target hosts: systemd as PID 1, sshd, sudo, a Docker engine (started by `lab up`), HAProxy (disabled: the
+# front_proxy role installs and starts it; preinstalled so no test waits for apt) and PostgreSQL
 # (installed, not started: the scenarios that need it start it).
 HOST_PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "python3", "openssh-server", "sudo", "curl", "ca-certificates",
-    "sqlite3", "zstd", "gzip", "docker.io", "postgresql", "iproute2", "procps", "less",
+    "sqlite3", "zstd", "gzip", "docker.io", "postgresql", "iproute2", "procps", "less", "haproxy",
 )
 HOST_SETUP = r"""
 set -eu
@@ -29,7 +30,7 @@ useradd --create-home --shell /bin/bash deploy
 printf 'deploy ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/deploy
 chmod 0440 /etc/sudoers.d/deploy
 # Started on demand: lab hosts start Docker in `lab up`, DB scenarios start PostgreSQL.
-systemctl disable docker.service docker.socket containerd.service postgresql.service
+systemctl disable docker.service docker.socket containerd.service postgresql.service haproxy.service
 # Units that cannot work in a container and would leave the system "degraded".
 systemctl mask systemd-udevd.service systemd-udevd-kernel.socket systemd-udevd-control.socket \
     systemd-modules-load.service sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount \

@@ -75,6 +75,37 @@ options:
     type: list
     elements: str
     default: []
+  proxy:
+    description:
+      - Under traffic switching, the application's settings in the host's front proxy (see
+        M(shipit.deploy.front_proxy), whose checks these are): ports in range and each used once, none of another
+        application of the proxy, the TLS certificate on the host, the health path.
+    type: dict
+    suboptions:
+      app:
+        description: Name of the application.
+        type: str
+        required: true
+      http_port:
+        description: Public HTTP port.
+        type: int
+      https_port:
+        description: Public HTTPS port.
+        type: int
+      tls_certificate:
+        description: PEM file of the certificate and key on the host.
+        type: path
+      slot_ports:
+        description: Loopback port of each slot, C(blue) and C(green).
+        type: raw
+      health_path:
+        description: The path the proxy checks on each slot.
+        type: str
+        default: /health
+      state_dir:
+        description: Directory of the proxy's settings documents (the other applications it serves).
+        type: path
+        default: /var/lib/shipit/proxy
 """
 
 EXAMPLES = r"""
@@ -113,7 +144,20 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _preflight
+from ansible_collections.shipit.deploy.plugins.module_utils import _preflight, _proxy
+
+
+def proxy_problems(proxy):
+    if not proxy:
+        return []
+    spec = {key: value for key, value in proxy.items() if key != "state_dir"}
+    try:
+        others = _proxy.load_apps(proxy["state_dir"]).values()
+    except _proxy.ProxyError as exc:
+        return [{"check": "proxy", "problem": str(exc), "fix": "repair or remove that file"}]
+    return [{"check": "proxy", "problem": f"invalid proxy setting of {proxy['app']}: {problem}",
+             "fix": "fix the inventory (shipit_http_port, shipit_https_port, shipit_tls_certificate, shipit_slot_ports)"}
+            for problem in _proxy.app_problems(spec, others)]
 
 
 def main():
@@ -130,6 +174,15 @@ def main():
             ports=dict(type="list", elements="int", default=[]),
             port_owners=dict(type="list", elements="str", default=[]),
             port_owner_users=dict(type="list", elements="str", default=[]),
+            proxy=dict(type="dict", options=dict(
+                app=dict(type="str", required=True),
+                http_port=dict(type="int"),
+                https_port=dict(type="int"),
+                tls_certificate=dict(type="path"),
+                slot_ports=dict(type="raw"),
+                health_path=dict(type="str", default="/health"),
+                state_dir=dict(type="path", default=_proxy.STATE_DIR),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -141,7 +194,7 @@ def main():
     problems = _preflight.check_binaries(p["binaries"], p["package_hints"])
     disk_problems, free = _preflight.check_disk(p["disk"])
     port_problems, found = _preflight.check_ports(p["ports"], p["port_owners"], p["port_owner_users"])
-    problems += disk_problems + port_problems
+    problems += disk_problems + port_problems + proxy_problems(p["proxy"])
     result = dict(changed=False, problems=problems, disk_free_mb=free, listeners=found)
     if problems:
         module.fail_json(msg=_preflight.summary(host, problems), **result)

@@ -23,6 +23,12 @@ description:
     release may have tripped the start limit), systemd reloads a changed unit, and the service is enabled and
     restarted; it is only started when nothing changed. Then releases beyond O(keep_releases) are removed and,
     with O(ledger_app), recorded C(pruned) in the release ledger in the same call.
+  - With O(slot) the service runs in two slots (blue/green, for traffic switching behind
+    M(shipit.deploy.front_proxy)): O(unit) is a template unit (C(pulse@.service)) whose instance C(<slot>) runs the
+    release C(slots/<slot>) links to, with the slot's environment file (its port) besides the app's.
+    O(state=present) also links the slot to the release and writes its environment, O(state=started) (re)starts
+    the slot on its release, O(state=live) points C(current) at it and enables it at boot (the other slot is
+    disabled) without restarting anything, and O(state=stopped) stops the slot.
   - A release that is not on the host is refused before anything changes, with C(nothing was changed). A unit
     that does not verify is not installed, and nothing is made live.
   - With the action plugin, O(artifact) is a tarball on the controller, copied to the host only when it is
@@ -42,10 +48,25 @@ attributes:
     description: The action plugin copies O(artifact) from the controller.
 options:
   state:
-    description: C(present) stages the release, C(live) makes the staged release live.
+    description:
+      - C(present) stages the release, C(live) makes the staged release live.
+      - With O(slot), C(started) (re)starts a slot on its release and C(stopped) stops a slot.
     type: str
-    choices: [present, live]
+    choices: [present, live, started, stopped]
     default: present
+  slot:
+    description:
+      - The slot (C(blue) or C(green)) to stage the release in, start, make live or stop. O(unit) is then a template
+        unit.
+      - With O(state=started) and O(release_id), a slot that runs the release already is used instead (a rollback
+        to a release that still runs is a switch, not a start).
+    type: str
+    choices: [blue, green]
+  slot_env:
+    description:
+      - With O(slot) and O(state=present), the variables of the slot's environment file
+        C(shared/config/slot-<slot>.env), read by the unit after O(env_file) (the slot's port, for example).
+    type: dict
   release_id:
     description:
       - Name of the release's directory under C(releases/).
@@ -53,7 +74,7 @@ options:
         layout, the environment and the unit in shape, and O(state=live) only the service (an idempotent re-run).
     type: str
   unit:
-    description: Name of the systemd unit, for example C(pulse.service).
+    description: Name of the systemd unit, for example C(pulse.service), or with O(slot) of the template unit, C(pulse@.service).
     type: str
     required: true
   artifact:
@@ -145,6 +166,15 @@ EXAMPLES = r"""
     keep_releases: 5
     protected_releases: ["20261124T090000Z"]
     ledger_app: pulse
+
+- name: Start the release in the idle slot (traffic switching)
+  shipit.deploy.systemd_release:
+    state: started
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+    unit: pulse@.service
+    slot: green
+    restart: true
 """
 
 RETURN = r"""
@@ -176,8 +206,21 @@ switched:
   returned: when O(state=live)
   type: bool
 restarted:
-  description: Whether the service was restarted (or started).
-  returned: when O(state=live)
+  description: Whether the service (or the slot) was restarted or started.
+  returned: when O(state=live) or O(state=started)
+  type: bool
+slot:
+  description: The slot the release runs in.
+  returned: with O(slot)
+  type: str
+  sample: green
+slot_release:
+  description: The release id the slot links to, or null.
+  returned: with O(slot)
+  type: str
+stopped:
+  description: Whether the slot was stopped.
+  returned: when O(state=stopped)
   type: bool
 removed_releases:
   description: Release directories removed by O(keep_releases).
@@ -206,6 +249,16 @@ UNIT_DIR = "/etc/systemd/system"
 NOLOGIN = "/usr/sbin/nologin"
 # Unpacked here first, then renamed to the release id: a release directory is never half unpacked.
 PARTIAL = ".{}.partial"
+SLOT_NAMES = ("blue", "green")
+
+
+def env_file_text(variables):
+    """A systemd environment file: one KEY="value" line per variable, quotes and backslashes escaped."""
+    lines = []
+    for key, value in sorted(variables.items()):
+        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key}="{escaped}"\n')
+    return "".join(lines)
 
 
 class Release(_release.Releases):
@@ -230,8 +283,20 @@ class Release(_release.Releases):
             unpacked = self.ensure_release()
             if not os.path.lexists(self.current) and self.change(f"pointed current at the first release {self.release_id}"):
                 os.symlink(os.path.join("releases", self.release_id), self.current)
+        result = {}
+        if self.slot:
+            result = self.stage_slot(gid)
         unit_changed = p["unit_content"] is not None and self.ensure_unit(p["unit"], p["unit_content"])
-        return dict(unpacked=unpacked, env_changed=env_changed, unit_changed=unit_changed)
+        return dict(unpacked=unpacked, env_changed=env_changed, unit_changed=unit_changed, **result)
+
+    def stage_slot(self, gid):
+        """Link the slot to the release and write its environment file."""
+        self.ensure_dir(self.slots_dir, 0, 0, 0o755)
+        if self.release_id:
+            self.link_slot(self.slot, self.release_id)
+        env_changed = self.p["slot_env"] is not None and self.ensure_file(
+            self.slot_env_file(self.slot), env_file_text(self.p["slot_env"]), 0, gid, 0o640)
+        return dict(slot=self.slot, slot_release=self.slot_target(self.slot), slot_env_changed=env_changed)
 
     def check_release_source(self):
         if os.path.isdir(self.release_dir) or self.check:
@@ -318,15 +383,80 @@ class Release(_release.Releases):
 
     def ensure_unit(self, name, content):
         def verify(candidate_content):
-            # systemd-analyze wants a file named like a unit: verify a copy under the real name first.
+            # systemd-analyze wants a file named like a unit: verify a copy under the real name first (a template
+            # as its instance of the slot, whose directory exists now).
             with tempfile.TemporaryDirectory(prefix="shipit-unit.") as scratch:
-                candidate = os.path.join(scratch, name)
+                candidate = os.path.join(scratch, self.instance(self.slot) if self.slot else name)
                 with open(candidate, "w", encoding="utf-8") as handle:
                     handle.write(candidate_content)
                 rc, out, err = self.module.run_command(["systemd-analyze", "verify", candidate])
             if rc != 0:
                 self.fail(f"the unit {name} does not verify, so it was not installed: {(err or out).strip()[-2000:]}")
         return self.ensure_file(os.path.join(UNIT_DIR, name), content, 0, 0, 0o644, validate=verify)
+
+    # ---- slots ------------------------------------------------------------------------------------------
+    @property
+    def slot(self):
+        return self.p["slot"]
+
+    @property
+    def slots_dir(self):
+        return os.path.join(self.app_dir, "slots")
+
+    def instance(self, slot):
+        return self.p["unit"].replace("@.", f"@{slot}.", 1)
+
+    def slot_env_file(self, slot):
+        return os.path.join(self.app_dir, "shared", "config", f"slot-{slot}.env")
+
+    def slot_target(self, slot):
+        link = os.path.join(self.slots_dir, slot)
+        return os.path.basename(os.readlink(link).rstrip("/")) if os.path.islink(link) else None
+
+    def link_slot(self, slot, release_id):
+        """Point slots/<slot> at the release by rename(2) of a prepared link; True when it moved (or would)."""
+        if self.slot_target(slot) == release_id:
+            return False
+        if self.change(f"linked slot {slot} to releases/{release_id}"):
+            nxt = os.path.join(self.slots_dir, f".{slot}.next")
+            if os.path.lexists(nxt):
+                os.unlink(nxt)
+            os.symlink(os.path.join("..", "releases", release_id), nxt)
+            os.replace(nxt, os.path.join(self.slots_dir, slot))
+            _files.fsync_dir(self.slots_dir)
+        return True
+
+    def start_slot(self):
+        """(Re)start a slot on its release: the slot that runs the release already, else the given slot, linked
+        to it first."""
+        p = self.p
+        slot, linked = self.slot, False
+        if self.release_id:
+            if not (os.path.isdir(self.release_dir) or (self.check and p["check_mode_staged"])):
+                self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
+                          "nothing was changed")
+            running = [s for s in SLOT_NAMES if self.slot_target(s) == self.release_id
+                       and self.unit_state(self.instance(s)).get("ActiveState") == "active"]
+            if running and not p["restart"]:
+                slot = running[0]
+            else:
+                self.ensure_dir(self.slots_dir, 0, 0, 0o755)
+                linked = self.link_slot(slot, self.release_id)
+        if self.slot_target(slot) is None and not self.check:
+            self.fail(f"slot {slot} links to no release, so it cannot be started: nothing was changed")
+        restarted = self.ensure_service(self.instance(slot), linked or p["restart"], enable=False)
+        return dict(slot=slot, slot_release=self.release_id or self.slot_target(slot), restarted=restarted)
+
+    def stop_slot(self):
+        unit = self.instance(self.slot)
+        state = self.unit_state(unit)
+        stopped = False
+        if state.get("UnitFileState") == "enabled" and self.change(f"disabled {unit}"):
+            self.run(["systemctl", "disable", unit], f"disabling {unit}")
+        if state.get("ActiveState") not in ("inactive", "failed") and self.change(f"stopped {unit}"):
+            self.run(["systemctl", "stop", unit], f"stopping {unit}")
+            stopped = True
+        return dict(slot=self.slot, slot_release=self.slot_target(self.slot), stopped=stopped)
 
     # ---- state=live -------------------------------------------------------------------------------------
     def make_live(self):
@@ -336,22 +466,36 @@ class Release(_release.Releases):
             self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
                       "nothing was changed")
         switched = bool(self.release_id) and self.switch_current()
-        restarted = self.ensure_service(p["unit"], switched or p["restart"])
+        if self.slot:
+            # The slot serves already (the proxy moved the traffic to it): it only starts at boot from now on.
+            restarted = False
+            for slot in SLOT_NAMES:
+                self.ensure_enabled(self.instance(slot), slot == self.slot)
+        else:
+            restarted = self.ensure_service(p["unit"], switched or p["restart"])
         removed, pruned = self.prune() if p["keep_releases"] is not None and self.release_id else ([], [])
-        return dict(switched=switched, restarted=restarted, removed_releases=removed, pruned_in_ledger=pruned)
+        result = dict(slot=self.slot, slot_release=self.slot_target(self.slot)) if self.slot else {}
+        return dict(switched=switched, restarted=restarted, removed_releases=removed, pruned_in_ledger=pruned, **result)
+
+    def ensure_enabled(self, unit, enabled):
+        state = self.unit_state(unit).get("UnitFileState")
+        if enabled and state != "enabled" and self.change(f"enabled {unit}"):
+            self.run(["systemctl", "enable", unit], f"enabling {unit}")
+        if not enabled and state == "enabled" and self.change(f"disabled {unit}"):
+            self.run(["systemctl", "disable", unit], f"disabling {unit}")
 
     def unit_state(self, unit):
         out = self.run(["systemctl", "show", "--property=LoadState,ActiveState,UnitFileState,NeedDaemonReload",
                         unit], f"reading the state of {unit}")
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def ensure_service(self, unit, restart):
+    def ensure_service(self, unit, restart, enable=True):
         state = self.unit_state(unit)
         # A unit file installed or changed since systemd last read it (also after an interrupted run).
         if (state.get("LoadState") == "not-found" or state.get("NeedDaemonReload") == "yes") \
                 and self.change("reloaded systemd"):
             self.run(["systemctl", "daemon-reload"], "reloading systemd")
-        if state.get("UnitFileState") != "enabled" and self.change(f"enabled {unit}"):
+        if enable and state.get("UnitFileState") != "enabled" and self.change(f"enabled {unit}"):
             self.run(["systemctl", "enable", unit], f"enabling {unit}")
         if not restart and state.get("ActiveState") == "active":
             return False
@@ -371,6 +515,7 @@ class Release(_release.Releases):
         names = sorted(name for name in os.listdir(self.releases)
                        if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
         protected = set(self.p["protected_releases"]) | {self.release_id, self.current_target()}
+        protected |= {self.slot_target(slot) for slot in SLOT_NAMES} if self.slot else set()
         doomed = [name for name in names[:-keep] if name not in protected]
         # Unpacks a killed run left behind (the deploy lock makes sure no other run is unpacking now).
         leftovers = [name for name in os.listdir(self.releases) if name.startswith(".") and name.endswith(".partial")]
@@ -396,7 +541,9 @@ class Release(_release.Releases):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", choices=["present", "live"], default="present"),
+            state=dict(type="str", choices=["present", "live", "started", "stopped"], default="present"),
+            slot=dict(type="str", choices=list(SLOT_NAMES)),
+            slot_env=dict(type="dict"),
             app_dir=dict(type="path", required=True),
             release_id=dict(type="str"),
             unit=dict(type="str", required=True),
@@ -423,8 +570,15 @@ def main():
         _release.check_plain_name(module, "release_id", module.params["release_id"])
     for name in module.params["shared_dirs"]:
         _release.check_plain_name(module, "shared_dirs", name)
+    state = module.params["state"]
+    if state in ("started", "stopped") and not module.params["slot"]:
+        module.fail_json(msg=f"state={state} needs slot: nothing was changed")
+    if module.params["slot"] and "@." not in module.params["unit"]:
+        module.fail_json(msg=f"with slot, unit must be a template unit such as app@.service, got {module.params['unit']}: "
+                             "nothing was changed")
     release = Release(module)
-    result = release.stage() if module.params["state"] == "present" else release.make_live()
+    result = {"present": release.stage, "live": release.make_live, "started": release.start_slot,
+              "stopped": release.stop_slot}[state]()
     module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir, **result)
 
 

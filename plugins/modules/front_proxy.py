@@ -1,0 +1,290 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: front_proxy
+short_description: Serve an application through the host's HAProxy, in two slots, or put it in maintenance
+version_added: 0.4.0
+description:
+  - The host side of the C(shipit.deploy.front_proxy) role. HAProxy serves every application of the host, each on
+    its own public port(s), from two slots (C(blue) and C(green)) on loopback ports. Only the live slot gets
+    traffic; M(shipit.deploy.traffic) moves it.
+  - The application's settings are kept in O(state_dir) (one JSON document per application, with its live slot
+    and its maintenance flag), and the whole of O(config) is rendered from those documents. It is checked with
+    C(haproxy -c) before it is installed, and HAProxy is reloaded (seamlessly, its listening sockets are handed
+    over) or started when it changed. A config that shipit did not write is kept once as C(<config>.before-shipit).
+  - Invalid settings (a port out of range or used twice, a port of another application, a TLS certificate that
+    is not on the host) are refused before anything changes, with the setting named.
+  - O(maintenance=true) answers every request of the application with C(503) and a C(Retry-After) header and a
+    maintenance page, served by HAProxy itself (a reload, not a restart: no connection is refused).
+author:
+  - shipit.deploy maintainers (@shipit-deploy)
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  app:
+    description: Name of the application: its frontend, its backend and its settings document.
+    type: str
+    required: true
+  http_port:
+    description: The public HTTP port of the application on the host (HAProxy binds it on every address).
+    type: int
+    required: true
+  https_port:
+    description: The public HTTPS port, with O(tls_certificate).
+    type: int
+  tls_certificate:
+    description: A PEM file on the host with the certificate (and its chain) and its private key, for O(https_port).
+    type: path
+  slot_ports:
+    description: The loopback port of each slot, C(blue) and C(green).
+    type: dict
+    required: true
+  health_path:
+    description: The path HAProxy checks on each slot (C(GET), C(200) expected) to take a slot that stops answering out of service.
+    type: str
+    default: /health
+  maintenance:
+    description:
+      - V(true) serves the maintenance page for every request, V(false) serves the application again.
+      - When it is not given the application keeps its maintenance flag.
+    type: bool
+  maintenance_page:
+    description: The HTML of the maintenance page; a plain page naming the application when it is not given.
+    type: str
+  retry_after:
+    description: Seconds in the C(Retry-After) header of the maintenance page.
+    type: int
+    default: 30
+  timeout_connect:
+    description: Seconds HAProxy waits for a slot to accept a connection.
+    type: float
+    default: 2
+  timeout_client:
+    description: Seconds of inactivity of a client before HAProxy closes its connection.
+    type: float
+    default: 30
+  timeout_server:
+    description: Seconds HAProxy waits for an answer of the application.
+    type: float
+    default: 30
+  check_interval:
+    description: Seconds between HAProxy's own checks of each slot (a slot is out after 2 failed checks).
+    type: float
+    default: 0.5
+  config:
+    description: The HAProxy config file.
+    type: path
+    default: /etc/haproxy/haproxy.cfg
+  state_dir:
+    description: Directory of the applications' proxy settings documents.
+    type: path
+    default: /var/lib/shipit/proxy
+  socket:
+    description: HAProxy's admin socket (runtime API).
+    type: path
+    default: /run/haproxy/admin.sock
+notes:
+  - Runs as root. HAProxy must be installed (the C(shipit.deploy.front_proxy) role installs Debian's package).
+  - The proxy-wide settings (timeouts, check interval, socket) are those of the last call: keep them the same for
+    every application of a host (group_vars).
+seealso:
+  - module: shipit.deploy.traffic
+"""
+
+EXAMPLES = r"""
+- name: Serve pulse on port 8080 from slots on 18080 and 18081
+  shipit.deploy.front_proxy:
+    app: pulse
+    http_port: 8080
+    slot_ports: {blue: 18080, green: 18081}
+    health_path: /health
+  register: proxy
+
+- name: Put pulse in maintenance
+  shipit.deploy.front_proxy:
+    app: pulse
+    http_port: 8080
+    slot_ports: {blue: 18080, green: 18081}
+    maintenance: true
+"""
+
+RETURN = r"""
+live_slot:
+  description: The slot that takes the application's traffic, or null before its first deploy.
+  returned: always
+  type: str
+  sample: blue
+idle_slot:
+  description: The other slot, where the next release starts.
+  returned: always
+  type: str
+  sample: green
+slot_ports:
+  description: The loopback port of each slot.
+  returned: always
+  type: dict
+  sample: {"blue": 18080, "green": 18081}
+maintenance:
+  description: Whether the application is in maintenance now.
+  returned: always
+  type: bool
+config_changed:
+  description: Whether the HAProxy config was (or would be) rewritten.
+  returned: always
+  type: bool
+changes:
+  description: What was changed (or would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["wrote /etc/haproxy/haproxy.cfg", "reloaded haproxy"]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _files, _proxy
+
+
+SETTINGS = ("timeout_connect", "timeout_client", "timeout_server", "check_interval", "retry_after", "socket", "config",
+            "state_dir")
+
+
+def settings_of(params):
+    return {name: params[name] for name in SETTINGS}
+
+
+def install_config(module, changes, config_path, text, check):
+    """Write the config when it differs (after haproxy -c accepts it); True when it changed (or would)."""
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            current = handle.read()
+    except FileNotFoundError:
+        current = None
+    if current == text:
+        return False
+    # In check mode on a new host HAProxy (or the maintenance page) may not be there yet: nothing to check with.
+    if not check or (module.get_bin_path("haproxy") and os.path.isfile(_proxy.page_path(module.params["app"]))):
+        problem = _proxy.check_config(module.run_command, config_path, text)
+        if problem:
+            module.fail_json(msg=f"the HAProxy config rendered for {module.params['app']} does not pass haproxy -c, "
+                                 f"so it was not installed: {problem}; nothing was changed", changes=changes)
+    foreign = current is not None and not current.startswith(_proxy.MARKER)
+    if foreign and not os.path.exists(_proxy.FOREIGN_COPY) and record(changes, f"kept the previous config as {_proxy.FOREIGN_COPY}", check):
+        _files.write_file_atomic(_proxy.FOREIGN_COPY, current.encode(), 0o644)
+    if record(changes, f"wrote {config_path}", check):
+        _files.write_file_atomic(config_path, text.encode(), 0o644)
+    return True
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def record(changes, what, check):
+    changes.append(what)
+    return not check
+
+
+def ensure_running(module, changes, reload, check):
+    rc, out, _err = module.run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", "haproxy.service"])
+    state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
+    if state.get("UnitFileState") != "enabled" and record(changes, "enabled haproxy", check):
+        run(module, ["systemctl", "enable", "haproxy.service"], "enabling haproxy")
+    if state.get("ActiveState") != "active":
+        if record(changes, "started haproxy", check):
+            run(module, ["systemctl", "restart", "haproxy.service"], "starting haproxy")
+    elif reload and record(changes, "reloaded haproxy", check):
+        run(module, ["systemctl", "reload", "haproxy.service"], "reloading haproxy")
+
+
+def run(module, argv, what):
+    rc, out, err = module.run_command(argv)
+    if rc != 0:
+        module.fail_json(msg=f"{what} failed ({' '.join(argv)}, exit {rc}): {(err or out).strip()[-2000:]}")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            app=dict(type="str", required=True),
+            http_port=dict(type="int", required=True),
+            https_port=dict(type="int"),
+            tls_certificate=dict(type="path"),
+            slot_ports=dict(type="dict", required=True),
+            health_path=dict(type="str", default="/health"),
+            maintenance=dict(type="bool"),
+            maintenance_page=dict(type="str"),
+            retry_after=dict(type="int", default=30),
+            timeout_connect=dict(type="float", default=2),
+            timeout_client=dict(type="float", default=30),
+            timeout_server=dict(type="float", default=30),
+            check_interval=dict(type="float", default=0.5),
+            config=dict(type="path", default=_proxy.CONFIG),
+            state_dir=dict(type="path", default=_proxy.STATE_DIR),
+            socket=dict(type="path", default=_proxy.SOCKET),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    check = module.check_mode
+    settings = settings_of(p)
+    try:
+        apps = _proxy.load_apps(p["state_dir"])
+    except _proxy.ProxyError as exc:
+        module.fail_json(msg=f"{exc}: nothing was changed")
+    before = apps.get(p["app"], {})
+    slot_ports = p["slot_ports"]
+    try:
+        slot_ports = {str(slot): int(port) for slot, port in slot_ports.items()}
+    except (TypeError, ValueError):
+        pass  # reported by app_problems, naming the setting
+    spec = dict(
+        app=p["app"], http_port=p["http_port"], https_port=p["https_port"], tls_certificate=p["tls_certificate"],
+        slot_ports=slot_ports, health_path=p["health_path"], live_slot=before.get("live_slot"),
+        maintenance=before.get("maintenance", False) if p["maintenance"] is None else p["maintenance"],
+    )
+    problems = _proxy.settings_problems(settings) + _proxy.app_problems(spec, apps.values())
+    if problems:
+        module.fail_json(msg=f"invalid proxy settings of {p['app']}: {'; '.join(problems)}; nothing was changed")
+
+    changes = []
+    page = (p["maintenance_page"] or _proxy.DEFAULT_PAGE.format(app=p["app"])).encode()
+    page_path = _proxy.page_path(p["app"])
+    if read_bytes(page_path) != page and record(changes, f"wrote the maintenance page {page_path}", check):
+        os.makedirs(_proxy.PAGES_DIR, mode=0o755, exist_ok=True)
+        _files.write_file_atomic(page_path, page, 0o644)
+    if spec != before and record(changes, f"recorded the proxy settings of {p['app']}", check):
+        _proxy.save_app(p["state_dir"], spec)
+    try:
+        stored = _proxy.load_settings(p["state_dir"])
+    except _proxy.ProxyError:
+        stored = None
+    if stored != settings and record(changes, "recorded the proxy-wide settings", check):
+        _proxy.save_settings(p["state_dir"], settings)
+    apps[p["app"]] = spec
+    config_changed = install_config(module, changes, p["config"], _proxy.render(settings, apps), check)
+    ensure_running(module, changes, config_changed, check)
+    live = spec["live_slot"]
+    module.exit_json(changed=bool(changes), changes=changes, live_slot=live,
+                     idle_slot=_proxy.other(live) if live else _proxy.SLOTS[0], slot_ports=spec["slot_ports"],
+                     maintenance=spec["maintenance"], config_changed=config_changed)
+
+
+if __name__ == "__main__":
+    main()

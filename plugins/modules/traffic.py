@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: traffic
+short_description: Move an application's traffic to one of its two slots in the host's HAProxy
+version_added: 0.4.0
+description:
+  - O(state=switched) sends every new request of the application to O(slot), through HAProxy's runtime API (its
+    admin socket: no reload, no request is refused or dropped). The other slot gets no new request; the module
+    waits until its requests in flight have finished, at most O(drain_timeout) seconds (the drain).
+  - With O(fallback=true) the other slot stays ready as HAProxy's backup server: should HAProxy's own checks find
+    O(slot) down (during the bake of a new release), requests go to the previous release at once.
+  - The live slot is then recorded in the application's proxy settings and the HAProxy config is written again
+    (checked with C(haproxy -c) first), so a later reload or restart keeps the traffic where it is.
+  - O(state=settled) takes the fallback out of service (after the bake).
+  - The application must be served by the proxy already (M(shipit.deploy.front_proxy)); moving traffic to the
+    slot that already has it only makes sure the proxy agrees, and reports no change.
+author:
+  - shipit.deploy maintainers (@shipit-deploy)
+extends_documentation_fragment:
+  - shipit.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  app:
+    description: Name of the application in the proxy.
+    type: str
+    required: true
+  state:
+    description: C(switched) moves the traffic to O(slot); C(settled) takes the fallback out of service.
+    type: str
+    choices: [switched, settled]
+    default: switched
+  slot:
+    description: The slot that takes the traffic, with O(state=switched).
+    type: str
+    choices: [blue, green]
+  drain_timeout:
+    description: Seconds to wait for the requests in flight on the other slot to finish.
+    type: float
+    default: 30
+  fallback:
+    description: Keep the other slot as HAProxy's backup server (until O(state=settled)).
+    type: bool
+    default: false
+  state_dir:
+    description:
+      - Directory of the proxy's settings documents, as given to M(shipit.deploy.front_proxy). The config file and
+        the admin socket are those recorded there.
+    type: path
+    default: /var/lib/shipit/proxy
+notes:
+  - Runs as root, on a host whose HAProxy runs with the config of M(shipit.deploy.front_proxy).
+seealso:
+  - module: shipit.deploy.front_proxy
+"""
+
+EXAMPLES = r"""
+- name: Move pulse's traffic to the green slot, keeping blue as the fallback
+  shipit.deploy.traffic:
+    app: pulse
+    slot: green
+    drain_timeout: 30
+    fallback: true
+
+- name: The bake passed, take the fallback out of service
+  shipit.deploy.traffic:
+    app: pulse
+    state: settled
+"""
+
+RETURN = r"""
+live_slot:
+  description: The slot that takes the traffic now.
+  returned: always
+  type: str
+  sample: green
+previous_slot:
+  description: The slot that had the traffic before, or null.
+  returned: always
+  type: str
+  sample: blue
+switch_seconds:
+  description: Seconds the proxy took to move the traffic (the runtime API calls).
+  returned: when the traffic moved
+  type: float
+drained:
+  description: Whether the other slot finished its requests in flight within O(drain_timeout).
+  returned: when the traffic moved
+  type: bool
+drain_seconds:
+  description: Seconds the drain took.
+  returned: when the traffic moved
+  type: float
+changes:
+  description: What was changed (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _files, _proxy
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            app=dict(type="str", required=True),
+            state=dict(type="str", choices=["switched", "settled"], default="switched"),
+            slot=dict(type="str", choices=list(_proxy.SLOTS)),
+            drain_timeout=dict(type="float", default=30),
+            fallback=dict(type="bool", default=False),
+            state_dir=dict(type="path", default=_proxy.STATE_DIR),
+        ),
+        required_if=[("state", "switched", ["slot"])],
+        supports_check_mode=True,
+    )
+    p = module.params
+    app, slot, check = p["app"], p["slot"], module.check_mode
+    if p["drain_timeout"] < 0:
+        module.fail_json(msg=f"drain_timeout must be 0 or more seconds, got {p['drain_timeout']:g}: nothing was changed")
+    try:
+        apps = _proxy.load_apps(p["state_dir"])
+        settings = _proxy.load_settings(p["state_dir"])
+    except _proxy.ProxyError as exc:
+        module.fail_json(msg=f"{exc}: nothing was changed")
+    spec = apps.get(app)
+    if spec is None:
+        module.fail_json(msg=f"the proxy does not serve {app} (no {_proxy.state_path(p['state_dir'], app)}): "
+                             "run shipit.deploy.front_proxy first; nothing was changed")
+    runtime = _proxy.Runtime(settings["socket"])
+    previous = spec.get("live_slot")
+    changes = []
+    try:
+        servers = runtime.servers(app)
+        if p["state"] == "settled":
+            for name in (f"{s}_fallback" for s in _proxy.SLOTS):
+                if servers[name]["status"] != "MAINT":
+                    changes.append(f"took {name} out of service")
+                    if not check:
+                        runtime.set_state(app, name, "maint")
+            module.exit_json(changed=bool(changes), changes=changes, live_slot=previous, previous_slot=previous)
+
+        old = _proxy.other(slot)
+        runtime_agrees = (servers[slot]["status"] not in ("MAINT", "DRAIN") and servers[old]["status"] == "MAINT"
+                          and (servers[f"{old}_fallback"]["status"] != "MAINT") == p["fallback"])
+        if previous == slot and runtime_agrees:
+            module.exit_json(changed=False, changes=[], live_slot=slot, previous_slot=previous)
+        changes.append(f"moved the traffic of {app} to {slot}" + (f" (from {previous})" if previous else ""))
+        if check:
+            module.exit_json(changed=True, changes=changes, live_slot=slot, previous_slot=previous)
+        spec = dict(spec, live_slot=slot)
+        apps[app] = spec
+        text = _proxy.render(settings, apps)
+        problem = _proxy.check_config(module.run_command, settings["config"], text)
+        if problem:
+            module.fail_json(msg=f"the HAProxy config with {app} on {slot} does not pass haproxy -c: {problem}; "
+                                 "nothing was changed")
+        start = time.monotonic()
+        _proxy.move_traffic(runtime, app, slot, p["fallback"])
+        switch_seconds = time.monotonic() - start
+        # The runtime first: the document and the config then say what HAProxy does. Killed in between, the
+        # next run's recovery moves the traffic to the release its ledger records live anyway.
+        _proxy.save_app(p["state_dir"], spec)
+        _files.write_file_atomic(settings["config"], text.encode(), 0o644)
+        drained, drain_seconds = (True, 0.0) if previous in (None, slot) else \
+            _proxy.drain(runtime, app, old, p["drain_timeout"])
+    except _proxy.ProxyError as exc:
+        module.fail_json(msg=f"moving the traffic of {app}: {exc}", changes=changes)
+    module.exit_json(changed=True, changes=changes, live_slot=slot, previous_slot=previous,
+                     switch_seconds=round(switch_seconds, 4), drained=drained, drain_seconds=round(drain_seconds, 3))
+
+
+if __name__ == "__main__":
+    main()
