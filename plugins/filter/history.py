@@ -11,8 +11,10 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 # The keys of a row, in order: what the table shows, with the full git sha.
-ROW_KEYS = ("release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha", "backup_id", "reason")
-COLUMNS = (("RELEASE", "release_id"), ("VERSION", "version"), ("STATUS", "status"), ("WHEN", "when"),
+# slot: the front proxy's slot the release ran in (traffic switching); the live release's is the live slot.
+ROW_KEYS = ("release_id", "version", "status", "pruned_from", "slot", "when", "deployed_by", "git_sha", "backup_id",
+            "reason")
+COLUMNS = (("RELEASE", "release_id"), ("VERSION", "version"), ("STATUS", "status"), ("SLOT", "slot"), ("WHEN", "when"),
            ("WHO", "deployed_by"), ("GIT SHA", "git_sha"), ("BACKUP", "backup_id"))
 SHORT_SHA = 12
 REASON_INDENT = "    "

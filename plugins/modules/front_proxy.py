@@ -138,6 +138,10 @@ maintenance:
   description: Whether the application is in maintenance now.
   returned: always
   type: bool
+maintenance_before:
+  description: Whether the application was in maintenance before this call.
+  returned: always
+  type: bool
 config_changed:
   description: Whether the HAProxy config was (or would be) rewritten.
   returned: always
@@ -283,7 +287,8 @@ def main():
     live = spec["live_slot"]
     module.exit_json(changed=bool(changes), changes=changes, live_slot=live,
                      idle_slot=_proxy.other(live) if live else _proxy.SLOTS[0], slot_ports=spec["slot_ports"],
-                     maintenance=spec["maintenance"], config_changed=config_changed)
+                     maintenance=spec["maintenance"], maintenance_before=before.get("maintenance", False),
+                     config_changed=config_changed)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_rows_hold_every_field_in_full_with_when_from_updated_or_created():
 
 def test_table_aligns_columns_and_puts_each_reason_in_full_on_its_own_line():
     lines = history_table(LEDGER).splitlines()
-    assert lines[0].split() == ["RELEASE", "VERSION", "STATUS", "WHEN", "WHO", "GIT", "SHA", "BACKUP"]
+    assert lines[0].split() == ["RELEASE", "VERSION", "STATUS", "SLOT", "WHEN", "WHO", "GIT", "SHA", "BACKUP"]
     status_column = lines[0].index("STATUS")
     assert lines[1].startswith("20261125T100000Z") and lines[1][status_column:].startswith("pruned")
     assert "0123456789ab " in lines[1] + " " and "0123456789abc" not in lines[1]  # the short sha
@@ -55,18 +55,18 @@ RELEASES = [
      "checksum": "sha256:0d36"},
     {"release_id": "20261125T185142Z", "version": "1.0.0", "status": "pruned", "pruned_from": "good",
      "created_at": "2026-11-25T18:52:38Z", "deployed_by": "alice", "backup_id": "20261125T185157Z"},
-    {"release_id": "20261125T193841Z", "version": "1.1.0-rc.1+build.7", "status": "live",
+    {"release_id": "20261125T193841Z", "version": "1.1.0-rc.1+build.7", "status": "live", "slot": "green",
      "updated_at": "2026-11-25T19:42:38Z", "reason": "line one\nline two"},
 ]
 
 
 def test_table_layout_line_by_line():
     assert history_table(RELEASES).splitlines() == [
-        "RELEASE           VERSION             STATUS  WHEN                  WHO    GIT SHA       BACKUP",
-        "20261125T184659Z  1.2.0               failed  2026-11-25T18:47:34Z  ci     a9e3d8ca512f  -",
+        "RELEASE           VERSION             STATUS  SLOT   WHEN                  WHO    GIT SHA       BACKUP",
+        "20261125T184659Z  1.2.0               failed  -      2026-11-25T18:47:34Z  ci     a9e3d8ca512f  -",
         f"    reason: {REASON}",
-        "20261125T185142Z  1.0.0               pruned  2026-11-25T18:52:38Z  alice  -             20261125T185157Z",
-        "20261125T193841Z  1.1.0-rc.1+build.7  live    2026-11-25T19:42:38Z  -      -             -",
+        "20261125T185142Z  1.0.0               pruned  -      2026-11-25T18:52:38Z  alice  -             20261125T185157Z",
+        "20261125T193841Z  1.1.0-rc.1+build.7  live    green  2026-11-25T19:42:38Z  -      -             -",
         "    reason: line one",
         "            line two",
     ]
@@ -79,8 +79,9 @@ def test_no_line_of_the_table_ends_with_a_space():
 
 def test_rows_have_fixed_keys_in_order():
     rows = history_rows(RELEASES)
-    assert list(rows[0]) == ["release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha",
+    assert list(rows[0]) == ["release_id", "version", "status", "pruned_from", "slot", "when", "deployed_by", "git_sha",
                              "backup_id", "reason"]
+    assert rows[2]["slot"] == "green"
     assert rows[1] == {"release_id": "20261125T185142Z", "version": "1.0.0", "status": "pruned",
-                       "pruned_from": "good", "when": "2026-11-25T18:52:38Z", "deployed_by": "alice",
+                       "pruned_from": "good", "slot": None, "when": "2026-11-25T18:52:38Z", "deployed_by": "alice",
                        "git_sha": None, "backup_id": "20261125T185157Z", "reason": None}
