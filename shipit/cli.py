@@ -90,6 +90,9 @@ def build_parser():
     restore.add_argument("--backup", help="backup id, or 'latest' (shipit_backup)")
     restore.add_argument("--test", action="store_true",
                          help="prove that the backup restores, into a scratch copy: the live data is untouched")
+    maintenance = common(sub.add_parser("maintenance", help="serve the maintenance page, or the app again "
+                                                            "(playbooks/maintenance.yml, needs the front proxy)"))
+    maintenance.add_argument("state", choices=["on", "off"], help="on: the proxy answers 503 with the page; off: the app")
     common(sub.add_parser("history", help="print each host's release ledger"),
            json_help='print the history of every host as JSON on stdout: {"hosts": {HOST: {"releases": [...], '
                      '"lock": {...}}}, ...} (the rows of playbooks/history.yml -e shipit_history_format=json)')
@@ -159,6 +162,8 @@ def operation_vars(args):
             extravars["shipit_rollback_to"] = args.to
         if args.with_data:
             extravars["shipit_rollback_restore_db"] = True
+    elif args.operation == "maintenance":
+        extravars["shipit_maintenance"] = args.state
     elif args.operation == "restore":
         if args.backup:
             extravars["shipit_backup"] = args.backup

@@ -43,7 +43,7 @@ SEVERITY = (ExitCode.OK, ExitCode.REFUSED, ExitCode.ARTIFACT, ExitCode.ROLLED_BA
 
 # Operations whose playbooks have no refusal stage of their own (the rollback role refuses a missing target
 # itself): for them a failure before any change on the host is the refusal.
-CHANGE_ONLY_OPERATIONS = frozenset({"rollback", "history", "backup", "restore"})
+CHANGE_ONLY_OPERATIONS = frozenset({"rollback", "history", "backup", "restore", "maintenance"})
 
 
 def host_exit_code(operation, host):

@@ -24,7 +24,7 @@ TASK_EVENTS = RESULT_EVENTS | ITEM_EVENTS | {"runner_on_start"}
 CONTROLLER = "localhost"
 MESSAGE_LIMIT = 2000
 OK_TEXT = {"deploy": "deployed and healthy", "rollback": "rolled back and healthy", "backup": "backed up",
-           "restore": "restored", "history": "ledger read"}
+           "restore": "restored", "history": "ledger read", "maintenance": "maintenance set"}
 
 
 def _time(value):

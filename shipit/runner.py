@@ -24,6 +24,7 @@ PLAYBOOKS = {
     "rollback": "rollback.yml",
     "backup": "backup.yml",
     "restore": "restore.yml",
+    "maintenance": "maintenance.yml",
     "history": "history.yml",
 }
 VAULT_ENV = "SHIPIT_VAULT_PASSWORD"

@@ -172,7 +172,7 @@ def check_config(run_command, config_path, text):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        rc, out, err = run_command(["haproxy", "-c", "-q", "-f", candidate])
+        rc, out, err = run_command(["haproxy", "-c", "-f", candidate])
     finally:
         os.unlink(candidate)
     if rc != 0:
@@ -182,6 +182,15 @@ def check_config(run_command, config_path, text):
 
 def page_path(app, pages_dir=PAGES_DIR):
     return os.path.join(pages_dir, f"{app}-maintenance.html")
+
+
+def map_path(pages_dir=PAGES_DIR):
+    """The map of the apps in maintenance (``<app> 1`` lines): changed at runtime, so maintenance needs no reload."""
+    return os.path.join(pages_dir, "maintenance.map")
+
+
+def render_map(apps):
+    return "".join(f"{app} 1\n" for app, spec in sorted(apps.items()) if spec.get("maintenance"))
 
 
 # ---- the config ------------------------------------------------------------------------------------------
@@ -226,9 +235,11 @@ def render(settings, apps):
         lines += ["", f"frontend {app}", f"    bind :{spec['http_port']}"]
         if spec.get("https_port"):
             lines.append(f"    bind :{spec['https_port']} ssl crt {spec['tls_certificate']}")
-        if spec.get("maintenance"):
-            lines.append(f'    http-request return status 503 content-type "text/html; charset=utf-8" '
-                         f'file {page_path(app, settings.get("pages_dir", PAGES_DIR))} hdr Retry-After {int(settings["retry_after"])}')
+        pages_dir = settings.get("pages_dir", PAGES_DIR)
+        # In maintenance while the map lists the app (render_map; the runtime API adds and removes it).
+        lines.append(f'    http-request return status 503 content-type "text/html; charset=utf-8" '
+                     f'file {page_path(app, pages_dir)} hdr Retry-After {int(settings["retry_after"])} '
+                     f'if {{ str({app}),map({map_path(pages_dir)}) -m found }}')
         lines += [f"    default_backend {app}", "", f"backend {app}",
                   f"    option httpchk GET {spec['health_path']}", "    http-check expect status 200"]
         for slot in SLOTS:
@@ -264,7 +275,8 @@ class Runtime:
         finally:
             sock.close()
         answer = b"".join(chunks).decode(errors="replace").strip()
-        if answer and not line.startswith("show ") and answer.lower().startswith(("no such", "unknown", "require")):
+        if answer and not line.startswith("show ") and answer.lower().startswith(("no such", "unknown", "require",
+                                                                                   "key not found")):
             raise ProxyError(f"HAProxy refused {line!r}: {answer}")
         return answer
 
@@ -288,6 +300,16 @@ class Runtime:
         if state == "ready":
             # Checked already by the deploy: serve now, not after HAProxy's next check.
             self.command(f"set server {backend}/{server} health up")
+
+
+def set_maintenance(runtime, app, on, pages_dir=PAGES_DIR):
+    """Serve the maintenance page for every request of the app (on), or the app (off), at once."""
+    path = map_path(pages_dir)
+    listed = any(line.split()[1:2] == [app] for line in runtime.command(f"show map {path}").splitlines())
+    if on and not listed:
+        runtime.command(f"add map {path} {app} 1")
+    elif not on and listed:
+        runtime.command(f"del map {path} {app}")
 
 
 def move_traffic(runtime, app, to, fallback):

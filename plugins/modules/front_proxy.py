@@ -20,7 +20,8 @@ description:
   - Invalid settings (a port out of range or used twice, a port of another application, a TLS certificate that
     is not on the host) are refused before anything changes, with the setting named.
   - O(maintenance=true) answers every request of the application with C(503) and a C(Retry-After) header and a
-    maintenance page, served by HAProxy itself (a reload, not a restart: no connection is refused).
+    maintenance page, served by HAProxy itself. It is set through HAProxy's runtime API (a map of the applications
+    in maintenance, also kept on disk), so there is no reload and no connection is closed or refused.
 author:
   - shipit.deploy maintainers (@shipit-deploy)
 extends_documentation_fragment:
@@ -32,7 +33,7 @@ attributes:
     support: none
 options:
   app:
-    description: Name of the application: its frontend, its backend and its settings document.
+    description: Name of the application, of its frontend, its backend and its settings document.
     type: str
     required: true
   http_port:
@@ -95,7 +96,7 @@ options:
     default: /run/haproxy/admin.sock
 notes:
   - Runs as root. HAProxy must be installed (the C(shipit.deploy.front_proxy) role installs Debian's package).
-  - The proxy-wide settings (timeouts, check interval, socket) are those of the last call: keep them the same for
+  - The proxy-wide settings (timeouts, check interval, socket) are those of the last call. Keep them the same for
     every application of a host (group_vars).
 seealso:
   - module: shipit.deploy.traffic
@@ -178,8 +179,9 @@ def install_config(module, changes, config_path, text, check):
         current = None
     if current == text:
         return False
-    # In check mode on a new host HAProxy (or the maintenance page) may not be there yet: nothing to check with.
-    if not check or (module.get_bin_path("haproxy") and os.path.isfile(_proxy.page_path(module.params["app"]))):
+    # In check mode on a new host HAProxy (or the files the config reads) may not be there yet: nothing to check with.
+    if not check or (module.get_bin_path("haproxy") and os.path.isfile(_proxy.page_path(module.params["app"]))
+                     and os.path.isfile(_proxy.map_path())):
         problem = _proxy.check_config(module.run_command, config_path, text)
         if problem:
             module.fail_json(msg=f"the HAProxy config rendered for {module.params['app']} does not pass haproxy -c, "
@@ -190,6 +192,13 @@ def install_config(module, changes, config_path, text, check):
     if record(changes, f"wrote {config_path}", check):
         _files.write_file_atomic(config_path, text.encode(), 0o644)
     return True
+
+
+def write_page(changes, path, data, check):
+    """A file of the proxy (the maintenance page, the maintenance map), written when it differs."""
+    if read_bytes(path) != data and record(changes, f"wrote {path}", check):
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        _files.write_file_atomic(path, data, 0o644)
 
 
 def read_bytes(path):
@@ -213,8 +222,10 @@ def ensure_running(module, changes, reload, check):
     if state.get("ActiveState") != "active":
         if record(changes, "started haproxy", check):
             run(module, ["systemctl", "restart", "haproxy.service"], "starting haproxy")
-    elif reload and record(changes, "reloaded haproxy", check):
+        return True
+    if reload and record(changes, "reloaded haproxy", check):
         run(module, ["systemctl", "reload", "haproxy.service"], "reloading haproxy")
+    return False
 
 
 def run(module, argv, what):
@@ -269,10 +280,7 @@ def main():
 
     changes = []
     page = (p["maintenance_page"] or _proxy.DEFAULT_PAGE.format(app=p["app"])).encode()
-    page_path = _proxy.page_path(p["app"])
-    if read_bytes(page_path) != page and record(changes, f"wrote the maintenance page {page_path}", check):
-        os.makedirs(_proxy.PAGES_DIR, mode=0o755, exist_ok=True)
-        _files.write_file_atomic(page_path, page, 0o644)
+    write_page(changes, _proxy.page_path(p["app"]), page, check)
     if spec != before and record(changes, f"recorded the proxy settings of {p['app']}", check):
         _proxy.save_app(p["state_dir"], spec)
     try:
@@ -282,8 +290,18 @@ def main():
     if stored != settings and record(changes, "recorded the proxy-wide settings", check):
         _proxy.save_settings(p["state_dir"], settings)
     apps[p["app"]] = spec
+    # Read by the config (haproxy -c too): the apps in maintenance.
+    write_page(changes, _proxy.map_path(), _proxy.render_map(apps).encode(), check)
     config_changed = install_config(module, changes, p["config"], _proxy.render(settings, apps), check)
-    ensure_running(module, changes, config_changed, check)
+    started = ensure_running(module, changes, config_changed, check)
+    if spec["maintenance"] != before.get("maintenance", False) and not (config_changed or started):
+        # The running HAProxy learns it at once from its runtime API; a reload or start read the map file.
+        if record(changes, f"{'put' if spec['maintenance'] else 'took'} {p['app']} "
+                           f"{'in' if spec['maintenance'] else 'out of'} maintenance", check):
+            try:
+                _proxy.set_maintenance(_proxy.Runtime(p["socket"]), p["app"], spec["maintenance"])
+            except _proxy.ProxyError as exc:
+                module.fail_json(msg=f"setting the maintenance of {p['app']}: {exc}", changes=changes)
     live = spec["live_slot"]
     module.exit_json(changed=bool(changes), changes=changes, live_slot=live,
                      idle_slot=_proxy.other(live) if live else _proxy.SLOTS[0], slot_ports=spec["slot_ports"],

@@ -78,8 +78,9 @@ options:
   proxy:
     description:
       - Under traffic switching, the application's settings in the host's front proxy (see
-        M(shipit.deploy.front_proxy), whose checks these are): ports in range and each used once, none of another
-        application of the proxy, the TLS certificate on the host, the health path.
+        M(shipit.deploy.front_proxy), whose checks these are). Ports in range and each used once, none of another
+        application of the proxy, the TLS certificate on the host, the health path. Its public ports must be free
+        or HAProxy's (the slots' ports go in O(ports)).
     type: dict
     suboptions:
       app:
@@ -147,7 +148,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.shipit.deploy.plugins.module_utils import _preflight, _proxy
 
 
-def proxy_problems(proxy):
+def proxy_problems(module, proxy):
+    """The app's settings in the front proxy, and its public ports: free, or HAProxy's."""
     if not proxy:
         return []
     spec = {key: value for key, value in proxy.items() if key != "state_dir"}
@@ -155,10 +157,26 @@ def proxy_problems(proxy):
         others = _proxy.load_apps(proxy["state_dir"]).values()
     except _proxy.ProxyError as exc:
         return [{"check": "proxy", "problem": str(exc), "fix": "repair or remove that file"}]
-    return [{"check": "proxy", "problem": f"invalid proxy setting of {proxy['app']}: {problem}",
-             "fix": "fix the inventory (shipit_http_port, shipit_https_port, shipit_tls_certificate, shipit_slot_ports)"}
-            for problem in _proxy.app_problems(spec, others)]
-
+    problems = [{"check": "proxy", "problem": f"invalid proxy setting of {proxy['app']}: {problem}",
+                 "fix": "fix the inventory (shipit_http_port, shipit_https_port, shipit_tls_certificate, shipit_slot_ports)"}
+                for problem in _proxy.app_problems(spec, others)]
+    rc, out, _err = module.run_command(["systemctl", "is-active", "haproxy.service"])
+    haproxy_running = rc == 0 and out.strip() == "active"
+    for port in (proxy["http_port"], proxy["https_port"]):
+        if not isinstance(port, int) or not 0 < port < 65536:
+            continue
+        # Where another user's processes cannot be seen (a container without CAP_SYS_PTRACE) HAProxy's socket
+        # is known by its user only: root, the user it binds as.
+        foreign = [p for p in _preflight.listeners(port)
+                   if not (p["name"] == "haproxy" or (p["pid"] is None and p["user"] == "root" and haproxy_running))]
+        if foreign:
+            who = ", ".join(f"{p['name']} (pid {p['pid']}, user {p['user']})" if p["pid"]
+                            else f"a process of user {p['user']}" for p in foreign)
+            problems.append({"check": "ports", "problem": f"the public port {port} of {proxy['app']} is in use by {who}, "
+                                                         "not by HAProxy",
+                             "fix": f"stop what listens on port {port} (an earlier deploy of the app without traffic "
+                                    f"switching? stop {proxy['app']}.service), or give the app another public port"})
+    return problems
 
 def main():
     module = AnsibleModule(
@@ -194,7 +212,7 @@ def main():
     problems = _preflight.check_binaries(p["binaries"], p["package_hints"])
     disk_problems, free = _preflight.check_disk(p["disk"])
     port_problems, found = _preflight.check_ports(p["ports"], p["port_owners"], p["port_owner_users"])
-    problems += disk_problems + port_problems + proxy_problems(p["proxy"])
+    problems += disk_problems + port_problems + proxy_problems(module, p["proxy"])
     result = dict(changed=False, problems=problems, disk_free_mb=free, listeners=found)
     if problems:
         module.fail_json(msg=_preflight.summary(host, problems), **result)

@@ -24,7 +24,7 @@ description:
     restarted; it is only started when nothing changed. Then releases beyond O(keep_releases) are removed and,
     with O(ledger_app), recorded C(pruned) in the release ledger in the same call.
   - With O(slot) the service runs in two slots (blue/green, for traffic switching behind
-    M(shipit.deploy.front_proxy)): O(unit) is a template unit (C(pulse@.service)) whose instance C(<slot>) runs the
+    M(shipit.deploy.front_proxy)). O(unit) is then a template unit (C(pulse@.service)) whose instance C(<slot>) runs the
     release C(slots/<slot>) links to, with the slot's environment file (its port) besides the app's.
     O(state=present) also links the slot to the release and writes its environment, O(state=started) (re)starts
     the slot on its release, O(state=live) points C(current) at it and enables it at boot (the other slot is

@@ -11,9 +11,9 @@ short_description: Move an application's traffic to one of its two slots in the 
 version_added: 0.4.0
 description:
   - O(state=switched) sends every new request of the application to O(slot), through HAProxy's runtime API (its
-    admin socket: no reload, no request is refused or dropped). The other slot gets no new request; the module
+    admin socket, no reload), so no request is refused or dropped. The other slot gets no new request; the module
     waits until its requests in flight have finished, at most O(drain_timeout) seconds (the drain).
-  - With O(fallback=true) the other slot stays ready as HAProxy's backup server: should HAProxy's own checks find
+  - With O(fallback=true) the other slot stays ready as HAProxy's backup server. Should HAProxy's own checks find
     O(slot) down (during the bake of a new release), requests go to the previous release at once.
   - The live slot is then recorded in the application's proxy settings and the HAProxy config is written again
     (checked with C(haproxy -c) first), so a later reload or restart keeps the traffic where it is.

@@ -198,7 +198,7 @@ def test_history_json_prints_only_the_ledger_of_every_host(monkeypatch, tmp_path
     host = document["hosts"]["ci1"]
     assert host["lock"] == {"holder": None, "in_progress": None} and host["error"] is None
     failed = host["releases"][0]
-    assert list(failed) == ["release_id", "version", "status", "pruned_from", "when", "deployed_by", "git_sha",
+    assert list(failed) == ["release_id", "version", "status", "pruned_from", "slot", "when", "deployed_by", "git_sha",
                             "backup_id", "reason"]
     assert failed["status"] == "failed" and failed["git_sha"] == "a9e3d8ca512f58a47d2ed470d031972de78148e4"
     assert failed["reason"].endswith('"reason": "deliberately broken build"})')  # in full
