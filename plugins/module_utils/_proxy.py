@@ -6,8 +6,9 @@ Private to shipit.deploy (used by the front_proxy and traffic modules), standard
 
 What the proxy serves is kept on the host, one JSON document per app (``<state_dir>/apps/<app>.json``: its
 ports, its health path, the live slot, maintenance) and one of the proxy-wide settings
-(``<state_dir>/settings.json``), and the whole of ``haproxy.cfg`` is rendered from those documents by render(): the config on disk always says what the running proxy does, so a reload or a restart
-of HAProxy keeps the traffic where it is. A switch of traffic is made on HAProxy's runtime API (its admin
+(``<state_dir>/settings.json``), and the whole of ``haproxy.cfg`` is rendered from those documents by render():
+the config on disk always says what the running proxy does, so a reload or a restart of HAProxy keeps the
+traffic where it is. A switch of traffic is made on HAProxy's runtime API (its admin
 socket, no reload: nothing is dropped) and then written to the app's document and the config.
 
 Each app's backend has a server per slot and, for each, a ``backup`` twin on the same address (the
@@ -275,8 +276,8 @@ class Runtime:
         finally:
             sock.close()
         answer = b"".join(chunks).decode(errors="replace").strip()
-        if answer and not line.startswith("show ") and answer.lower().startswith(("no such", "unknown", "require",
-                                                                                   "key not found")):
+        refusals = ("no such", "unknown", "require", "key not found")
+        if answer and not line.startswith("show ") and answer.lower().startswith(refusals):
             raise ProxyError(f"HAProxy refused {line!r}: {answer}")
         return answer
 

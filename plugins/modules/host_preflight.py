@@ -172,11 +172,14 @@ def proxy_problems(module, proxy):
         if foreign:
             who = ", ".join(f"{p['name']} (pid {p['pid']}, user {p['user']})" if p["pid"]
                             else f"a process of user {p['user']}" for p in foreign)
-            problems.append({"check": "ports", "problem": f"the public port {port} of {proxy['app']} is in use by {who}, "
-                                                         "not by HAProxy",
-                             "fix": f"stop what listens on port {port} (an earlier deploy of the app without traffic "
-                                    f"switching? stop {proxy['app']}.service), or give the app another public port"})
+            problems.append({
+                "check": "ports",
+                "problem": f"the public port {port} of {proxy['app']} is in use by {who}, not by HAProxy",
+                "fix": f"stop what listens on port {port} (an earlier deploy of the app without traffic switching? "
+                       f"stop {proxy['app']}.service), or give the app another public port",
+            })
     return problems
+
 
 def main():
     module = AnsibleModule(
