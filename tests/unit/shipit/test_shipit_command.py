@@ -72,6 +72,10 @@ def test_extra_vars_of_each_operation(monkeypatch):
     assert rollback == {"shipit_rollback_to": "1.0.0", "shipit_rollback_restore_db": True}
     restore = cli.operation_vars(parser.parse_args(["restore", "--env", "lab", "--backup", "latest", "--test"]))
     assert restore == {"shipit_backup": "latest", "shipit_restore_test": True}
+    maintenance = cli.operation_vars(parser.parse_args(["maintenance", "--env", "lab", "on"]))
+    assert maintenance == {"shipit_maintenance": "on"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["maintenance", "--env", "lab", "maybe"])
     with pytest.raises(ShipitError, match="KEY=VALUE"):
         cli.operation_vars(parser.parse_args(["history", "--env", "lab", "-e", "novalue"]))
 

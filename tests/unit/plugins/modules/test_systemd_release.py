@@ -187,3 +187,85 @@ def test_releases_removed_by_keep_releases_are_recorded_pruned_in_the_ledger(tmp
     assert (after[ids[1]]["pruned_from"], after[ids[1]]["reason"], after[ids[1]]["version"]) == ("failed", "HTTP 503",
                                                                                                  "1.2.0")
     assert after[ids[2]]["pruned_from"] == "good"
+
+
+def stand_in_systemctl(tmp_path, monkeypatch, active_units=()):
+    """A systemctl first on PATH that logs its calls; the units named are active, every other one inactive."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    log = tmp_path / "systemctl.log"
+    active = " ".join(active_units)
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\n'
+        'if [ "$1" = show ]; then unit=$(eval echo \\${$#}); state=inactive\n'
+        f'  for u in {active}; do [ "$u" = "$unit" ] && state=active; done\n'
+        '  printf "LoadState=loaded\\nActiveState=%s\\nUnitFileState=disabled\\nNeedDaemonReload=no\\n" "$state"; fi\n'
+        'exit 0\n')
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return lambda: [line.split() for line in log.read_text().splitlines() if not line.startswith("show")] \
+        if log.exists() else []
+
+
+def test_a_slot_is_linked_to_the_release_and_gets_its_port(tmp_path, stage_args, account):
+    (tmp_path / "srv").mkdir()
+    args = dict(stage_args, unit=f"{account}@.service", slot="green", slot_env={"PULSE_PORT": 18081})
+    result = run_module("systemd_release", args)
+    assert not result.get("failed"), result
+    app = tmp_path / "srv" / "app"
+    assert os.readlink(app / "slots" / "green") == "../releases/20261125T100000Z"
+    assert (result["slot"], result["slot_release"], result["slot_env_changed"]) == ("green", "20261125T100000Z", True)
+    assert (app / "shared" / "config" / "slot-green.env").read_text() == 'PULSE_PORT="18081"\n'
+    assert mode_owner(app / "shared" / "config" / "slot-green.env") == ("0o640", "root", account)
+    again = run_module("systemd_release", args)
+    assert not again["changed"], again
+
+
+def test_starting_a_slot_restarts_it_unless_it_runs_the_release_already(tmp_path, monkeypatch):
+    app = tmp_path / "srv" / "pulse"
+    for release_id in ("20261121T000000Z", "20261122T000000Z"):
+        (app / "releases" / release_id).mkdir(parents=True)
+    (app / "slots").mkdir()
+    os.symlink("../releases/20261121T000000Z", app / "slots" / "blue")
+    calls = stand_in_systemctl(tmp_path, monkeypatch, active_units=["pulse@blue.service"])
+    args = {"state": "started", "app_dir": str(app), "unit": "pulse@.service", "slot": "green"}
+
+    # A rollback to the release blue still runs: nothing starts, blue is the slot to move the traffic to.
+    result = run_module("systemd_release", dict(args, release_id="20261121T000000Z"))
+    assert (result["slot"], result["restarted"], result["changed"]) == ("blue", False, False), result
+    assert calls() == []
+
+    # Another release goes to the slot asked for, which (re)starts on it.
+    result = run_module("systemd_release", dict(args, release_id="20261122T000000Z"))
+    assert (result["slot"], result["restarted"]) == ("green", True), result
+    assert os.readlink(app / "slots" / "green") == "../releases/20261122T000000Z"
+    assert ["restart", "pulse@green.service"] in calls()
+
+    missing = run_module("systemd_release", dict(args, release_id="20261123T000000Z"))
+    assert missing["failed"] and "is not on the host" in missing["msg"] and "nothing was changed" in missing["msg"]
+
+
+def test_making_a_slot_live_enables_it_alone_and_prune_keeps_both_slots_releases(tmp_path, monkeypatch):
+    app = tmp_path / "srv" / "pulse"
+    ids = [f"2026112{n}T000000Z" for n in range(1, 6)]
+    for release_id in ids:
+        (app / "releases" / release_id).mkdir(parents=True)
+    (app / "slots").mkdir()
+    os.symlink("../releases/" + ids[0], app / "slots" / "blue")
+    os.symlink("../releases/" + ids[4], app / "slots" / "green")
+    os.symlink("releases/" + ids[0], app / "current")
+    calls = stand_in_systemctl(tmp_path, monkeypatch)
+    result = run_module("systemd_release", {"state": "live", "app_dir": str(app), "release_id": ids[4],
+                                            "unit": "pulse@.service", "slot": "green", "keep_releases": 1})
+    assert not result.get("failed"), result
+    assert os.readlink(app / "current") == "releases/" + ids[4] and not result["restarted"]
+    assert ["enable", "pulse@green.service"] in calls() and not any(c[0] in ("restart", "start") for c in calls())
+    # The old slot's release stays: a rollback switches back to it.
+    assert sorted(os.listdir(app / "releases")) == [ids[0], ids[4]]
+
+    stopped = run_module("systemd_release", {"state": "stopped", "app_dir": str(app), "unit": "pulse@.service",
+                                             "slot": "blue"})
+    assert not stopped.get("failed"), stopped
+    refused = run_module("systemd_release", {"state": "started", "app_dir": str(app), "unit": "pulse.service",
+                                             "slot": "blue"})
+    assert refused["failed"] and "template unit" in refused["msg"]
