@@ -66,6 +66,8 @@ KIND_TASK_FILES = {
     "switch": "switch",
     "switch_service": "switch",
     "prune": "switch",      # old releases removed right after the switch
+    "slots": "switch",      # traffic switching: the release started in the idle slot, checked, given the traffic
+    "retire": "record",     # traffic switching: the previous slot stopped after the bake, as the release is recorded
     "activate": "rollback",  # entry point "activate": only a rollback makes an older release live again
 }
 KIND_STAGES = frozenset({"release", "migrate", "switch"})

@@ -332,3 +332,68 @@ def drain(runtime, app, slot, timeout, sleep=time.sleep, clock=time.monotonic):
         if clock() - start >= timeout:
             return False, clock() - start
         sleep(0.05)
+
+
+# ---- the switches, as the traffic module (or a host agent) makes them ----------------------------------------
+def _served(state_dir, app):
+    """(apps, settings, the app's spec, its runtime) of an app the proxy serves; ProxyError otherwise."""
+    try:
+        apps, settings = load_apps(state_dir), load_settings(state_dir)
+    except ProxyError as exc:
+        raise ProxyError(f"{exc}: nothing was changed") from None
+    if app not in apps:
+        raise ProxyError(f"the proxy does not serve {app} (no {state_path(state_dir, app)}): run "
+                         "shipit.deploy.front_proxy first; nothing was changed")
+    return apps, settings, apps[app], Runtime(settings["socket"])
+
+
+def switch(state_dir, app, slot, fallback, drain_timeout, run_command, check=False, clock=time.monotonic):
+    """Move the app's traffic to slot (see the traffic module); the result the module returns."""
+    apps, settings, spec, runtime = _served(state_dir, app)
+    previous, old = spec.get("live_slot"), other(slot)
+    try:
+        servers = runtime.servers(app)
+    except ProxyError as exc:
+        raise ProxyError(f"moving the traffic of {app}: {exc}; nothing was changed") from None
+    agrees = (servers[slot]["status"] not in ("MAINT", "DRAIN") and servers[old]["status"] == "MAINT"
+              and (servers[f"{old}_fallback"]["status"] != "MAINT") == fallback)
+    result = dict(live_slot=slot, previous_slot=previous, changes=[])
+    if previous == slot and agrees:
+        return result
+    result["changes"].append(f"moved the traffic of {app} to {slot}" + (f" (from {previous})" if previous else ""))
+    if check:
+        return result
+    apps[app] = spec = dict(spec, live_slot=slot)
+    text = render(settings, apps)
+    problem = check_config(run_command, settings["config"], text)
+    if problem:
+        raise ProxyError(f"the HAProxy config with {app} on {slot} does not pass haproxy -c: {problem}; "
+                         "nothing was changed")
+    try:
+        start = clock()
+        move_traffic(runtime, app, slot, fallback)
+        result["switch_seconds"] = round(clock() - start, 4)
+        # The runtime first: the document and the config then say what HAProxy does. Killed in between, the
+        # next run's recovery moves the traffic to the release its ledger records live anyway.
+        save_app(state_dir, spec)
+        _files.write_file_atomic(settings["config"], text.encode(), 0o644)
+        drained, seconds = (True, 0.0) if previous in (None, slot) else drain(runtime, app, old, drain_timeout)
+    except ProxyError as exc:
+        raise ProxyError(f"moving the traffic of {app} to {slot}: {exc}") from None
+    return dict(result, drained=drained, drain_seconds=round(seconds, 3))
+
+
+def settle(state_dir, app, check=False):
+    """Take the app's fallback servers out of service (after the bake); the result the module returns."""
+    _apps, _settings, spec, runtime = _served(state_dir, app)
+    changes = []
+    try:
+        servers = runtime.servers(app)
+        for name in (f"{slot}_fallback" for slot in SLOTS):
+            if servers[name]["status"] != "MAINT":
+                changes.append(f"took {name} out of service")
+                if not check:
+                    runtime.set_state(app, name, "maint")
+    except ProxyError as exc:
+        raise ProxyError(f"taking the fallback of {app} out of service: {exc}") from None
+    return dict(live_slot=spec.get("live_slot"), previous_slot=spec.get("live_slot"), changes=changes)

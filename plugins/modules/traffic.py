@@ -107,11 +107,9 @@ changes:
   elements: str
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _files, _proxy
+from ansible_collections.shipit.deploy.plugins.module_utils import _proxy
 
 
 def main():
@@ -128,60 +126,17 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    app, slot, check = p["app"], p["slot"], module.check_mode
     if p["drain_timeout"] < 0:
         module.fail_json(msg=f"drain_timeout must be 0 or more seconds, got {p['drain_timeout']:g}: nothing was changed")
     try:
-        apps = _proxy.load_apps(p["state_dir"])
-        settings = _proxy.load_settings(p["state_dir"])
-    except _proxy.ProxyError as exc:
-        module.fail_json(msg=f"{exc}: nothing was changed")
-    spec = apps.get(app)
-    if spec is None:
-        module.fail_json(msg=f"the proxy does not serve {app} (no {_proxy.state_path(p['state_dir'], app)}): "
-                             "run shipit.deploy.front_proxy first; nothing was changed")
-    runtime = _proxy.Runtime(settings["socket"])
-    previous = spec.get("live_slot")
-    changes = []
-    try:
-        servers = runtime.servers(app)
         if p["state"] == "settled":
-            for name in (f"{s}_fallback" for s in _proxy.SLOTS):
-                if servers[name]["status"] != "MAINT":
-                    changes.append(f"took {name} out of service")
-                    if not check:
-                        runtime.set_state(app, name, "maint")
-            module.exit_json(changed=bool(changes), changes=changes, live_slot=previous, previous_slot=previous)
-
-        old = _proxy.other(slot)
-        runtime_agrees = (servers[slot]["status"] not in ("MAINT", "DRAIN") and servers[old]["status"] == "MAINT"
-                          and (servers[f"{old}_fallback"]["status"] != "MAINT") == p["fallback"])
-        if previous == slot and runtime_agrees:
-            module.exit_json(changed=False, changes=[], live_slot=slot, previous_slot=previous)
-        changes.append(f"moved the traffic of {app} to {slot}" + (f" (from {previous})" if previous else ""))
-        if check:
-            module.exit_json(changed=True, changes=changes, live_slot=slot, previous_slot=previous)
-        spec = dict(spec, live_slot=slot)
-        apps[app] = spec
-        text = _proxy.render(settings, apps)
-        problem = _proxy.check_config(module.run_command, settings["config"], text)
-        if problem:
-            module.fail_json(msg=f"the HAProxy config with {app} on {slot} does not pass haproxy -c: {problem}; "
-                                 "nothing was changed")
-        start = time.monotonic()
-        _proxy.move_traffic(runtime, app, slot, p["fallback"])
-        switch_seconds = time.monotonic() - start
-        # The runtime first: the document and the config then say what HAProxy does. Killed in between, the
-        # next run's recovery moves the traffic to the release its ledger records live anyway.
-        _proxy.save_app(p["state_dir"], spec)
-        _files.write_file_atomic(settings["config"], text.encode(), 0o644)
-        drained, drain_seconds = (True, 0.0) if previous in (None, slot) else \
-            _proxy.drain(runtime, app, old, p["drain_timeout"])
+            result = _proxy.settle(p["state_dir"], p["app"], module.check_mode)
+        else:
+            result = _proxy.switch(p["state_dir"], p["app"], p["slot"], p["fallback"], p["drain_timeout"],
+                                   module.run_command, module.check_mode)
     except _proxy.ProxyError as exc:
-        module.fail_json(msg=f"moving the traffic of {app}: {exc}", changes=changes)
-    module.exit_json(changed=True, changes=changes, live_slot=slot, previous_slot=previous,
-                     switch_seconds=round(switch_seconds, 4), drained=drained, drain_seconds=round(drain_seconds, 3))
-
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=bool(result["changes"]), **result)
 
 if __name__ == "__main__":
     main()

@@ -273,8 +273,11 @@ def test_no_secret_reaches_any_output_when_a_systemd_deploy_fails(shipit, tmp_pa
         proc, report = canary("deploy", "--version", "1.2.0")  # broken: fails its health checks
         assert proc.returncode == 4 and report["failing_health_check"]["reason"] == "got 503", proc.stdout[-3000:]
 
-        # The release to roll back to cannot start either: the rollback fails.
-        assert ssh(f"sudo chmod 0000 /srv/pulse/releases/{live_release}/bin/pulse").returncode == 0
+        # The release to roll back to no longer runs and cannot start either: the rollback fails. (Behind the
+        # front proxy a release that still runs is rolled back to by a switch, which would not fail.)
+        slot = json.loads(ssh("sudo cat /var/lib/shipit/proxy/apps/pulse.json").stdout)["live_slot"]
+        assert ssh(f"sudo chmod 0000 /srv/pulse/releases/{live_release}/bin/pulse && "
+                   f"sudo systemctl stop pulse@{slot}.service").returncode == 0
         proc, report = canary("deploy", "--version", "1.2.0")
         assert proc.returncode not in (0, 4), proc.stdout[-3000:]
         assert report["hosts"][0]["rollback"]["healthy"] is False, report["hosts"][0]

@@ -285,6 +285,17 @@ def test_maintenance_serves_a_503_page_with_retry_after_and_restore_uses_it(host
     assert_consistent(host, "1.1.0")
 
 
+def test_a_rollback_with_data_serves_the_maintenance_page_while_the_data_is_swapped(host):
+    with probing() as prober:
+        proc = playbook("rollback.yml", "-e", "shipit_rollback_restore_db=true")
+    assert proc.returncode == 0, tail(proc)
+    summary = prober.summary()
+    assert set(summary["failures"]) <= {"HTTP 503"}, summary
+    assert set(summary["versions"]) <= {"1.1.0", "1.4.0-slowvisits"}, summary
+    assert urllib.request.urlopen(PUBLIC + "/health", timeout=5).status == 200
+    assert_consistent(host, "1.4.0-slowvisits")
+
+
 def test_history_shows_the_live_slot(host):
     proc = playbook("history.yml")
     assert proc.returncode == 0, tail(proc)

@@ -3,6 +3,7 @@ loopback ports, with two real HTTP servers as the slots."""
 
 import http.server
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -146,6 +147,10 @@ class Slot(http.server.ThreadingHTTPServer):
 def proxy(settings):
     slots = {"blue": Slot("blue"), "green": Slot("green")}
     app = spec(http_port=free_port(), slot_ports={name: slot.server_address[1] for name, slot in slots.items()})
+    # As front_proxy leaves them; the config without chroot (the test's files are outside /var/lib/haproxy).
+    settings = dict(settings, config=settings["config"])
+    _proxy.save_app(settings["state_dir"], app)
+    _proxy.save_settings(settings["state_dir"], settings)
     text = _proxy.render(settings, {"pulse": app}).replace("    chroot /var/lib/haproxy\n", "")
     with open(settings["config"], "w", encoding="utf-8") as handle:
         handle.write(text)
@@ -190,6 +195,29 @@ def test_moving_traffic_sends_new_requests_to_the_slot_and_drains_the_other(prox
     states = runtime.servers("pulse")
     assert states["blue"]["status"] == "MAINT" and states["green"]["status"] != "MAINT"
     assert states["blue_fallback"]["status"] == "MAINT" and states["green_fallback"]["status"] == "MAINT"
+
+
+def test_a_switch_moves_the_traffic_records_it_and_a_second_one_changes_nothing(proxy, settings):
+    runtime, url, _slots = proxy
+    predicted = _proxy.switch(settings["state_dir"], "pulse", "green", True, 5, run_command, check=True)
+    assert predicted["changes"] == ["moved the traffic of pulse to green (from blue)"] and answer(url) == "blue"
+    result = _proxy.switch(settings["state_dir"], "pulse", "green", True, 5, run_command)
+    assert result["changes"] and result["drained"] and result["switch_seconds"] < 1, result
+    assert {answer(url) for _ in range(10)} == {"green"}
+    assert _proxy.load_apps(settings["state_dir"])["pulse"]["live_slot"] == "green"
+    with open(settings["config"], encoding="utf-8") as handle:  # written again: a reload keeps green live
+        config = handle.read()
+    assert re.search(r"\n    server blue 127\.0\.0\.1:\d+ disabled\n    server green 127\.0\.0\.1:\d+\n", config), config
+    assert _proxy.switch(settings["state_dir"], "pulse", "green", True, 5, run_command)["changes"] == []
+    assert runtime.servers("pulse")["blue_fallback"]["status"] != "MAINT"
+    assert _proxy.settle(settings["state_dir"], "pulse")["changes"] == ["took blue_fallback out of service"]
+    assert _proxy.settle(settings["state_dir"], "pulse")["changes"] == []
+
+
+def test_a_switch_of_an_app_the_proxy_does_not_serve_is_refused(settings):
+    _proxy.save_settings(settings["state_dir"], settings)
+    with pytest.raises(_proxy.ProxyError, match="the proxy does not serve shop .*nothing was changed"):
+        _proxy.switch(settings["state_dir"], "shop", "green", False, 5, run_command)
 
 
 def test_a_drain_stops_at_its_timeout(proxy):
