@@ -49,15 +49,20 @@ def wrapped(version, what, migrate_delay=0, serve_delay=0, crash=False):
     return entries
 
 
-def flapping(version):
+def patched(version, old, new):
+    """The entries of a build whose pulse/server.py has its one line old replaced by new."""
     entries = []
     for name, mode, data in build.release_entries(version):
         if name == "pulse/server.py":
             text = data.decode()
-            assert text.count(FLAP_FROM) == 1, "pulse/server.py changed: update build_faulty.py"
-            data = text.replace(FLAP_FROM, FLAP_TO).encode()
+            assert text.count(old) == 1, f"pulse/server.py changed: update the fault-test build {version}"
+            data = text.replace(old, new).encode()
         entries.append((name, mode, data))
     return entries
+
+
+def flapping(version):
+    return patched(version, FLAP_FROM, FLAP_TO)
 
 
 def main(out):

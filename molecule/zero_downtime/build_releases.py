@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "safety"))
 
 import build_faulty  # noqa: E402  (molecule/safety/build_faulty.py, which puts examples/pulse on the path)
-from build_faulty import build  # noqa: E402
+from build_faulty import build  # noqa: E402  (examples/pulse/build.py)
 
 HEALTH_FROM = 'healthy = db == "ok" and not BROKEN\n'
 SOURING = ('healthy = db == "ok" and not BROKEN\n'
@@ -30,25 +30,14 @@ SLOW_VISITS = ("    def get_visits(self):\n"
                "        __import__('time').sleep(8)  # fault-test build: a slow request, in flight during a drain\n")
 
 
-def patched(version, old, new):
-    entries = []
-    for name, mode, data in build.release_entries(version):
-        if name == "pulse/server.py":
-            text = data.decode()
-            assert text.count(old) == 1, "pulse/server.py changed: update build_releases.py"
-            data = text.replace(old, new).encode()
-        entries.append((name, mode, data))
-    return entries
-
-
 def main(out):
     Path(out).mkdir(parents=True, exist_ok=True)
     for version in ("1.0.0", "1.1.0"):
         print(build.build_tarball(version, False, out))
     print(build.build_tarball("1.2.0", True, out))
-    print(build_faulty.write(out, "1.3.0-souring", patched("1.3.0-souring", HEALTH_FROM, SOURING)))
+    print(build_faulty.write(out, "1.3.0-souring", build_faulty.patched("1.3.0-souring", HEALTH_FROM, SOURING)))
     print(build_faulty.write(out, "1.3.1-slowstart", build_faulty.wrapped("1.3.1-slowstart", "slow start", serve_delay=6)))
-    print(build_faulty.write(out, "1.4.0-slowvisits", patched("1.4.0-slowvisits", VISITS_FROM, SLOW_VISITS)))
+    print(build_faulty.write(out, "1.4.0-slowvisits", build_faulty.patched("1.4.0-slowvisits", VISITS_FROM, SLOW_VISITS)))
 
 
 if __name__ == "__main__":
