@@ -138,5 +138,6 @@ def main():
         module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(result["changes"]), **result)
 
+
 if __name__ == "__main__":
     main()
