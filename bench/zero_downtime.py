@@ -10,7 +10,7 @@ automatic rollback of a broken release, a manual rollback. On web1 also a bake t
 unhealthy 2 s after its switch (the prober calls /version, which that release keeps answering), with the
 host-side seconds of the switch back (the traffic module's switch_seconds).
 
-Writes bench/results/<UTC date>-zero-downtime.json and prints a Markdown table.
+Writes bench/results/<UTC date>-zero-downtime.json and .md, and prints the Markdown table.
 """
 
 import argparse
@@ -117,8 +117,11 @@ def main(argv=None):
               "figures": figures}
     out = Path(args.out) / f"{date}-zero-downtime.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(render(result))
-    print(f"\nwritten: {out.relative_to(REPO)}")
+    table = render(result)
+    out.with_suffix(".md").write_text(f"# Requests lost, {date}\n\n`python bench/zero_downtime.py --runs {args.runs}`"
+                                      f" on the lab; a client calls the public port every 20 ms.\n\n{table}\n")
+    print(table)
+    print(f"\nwritten: {out.relative_to(REPO)} and {out.with_suffix('.md').relative_to(REPO)}")
 
 
 def render(result):
