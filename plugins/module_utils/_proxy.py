@@ -349,12 +349,14 @@ def _served(state_dir, app):
 
 def switch(state_dir, app, slot, fallback, drain_timeout, run_command, check=False, clock=time.monotonic):
     """Move the app's traffic to slot (see the traffic module); the result the module returns."""
-    apps, settings, spec, runtime = _served(state_dir, app)
-    previous, old = spec.get("live_slot"), other(slot)
     try:
+        apps, settings, spec, runtime = _served(state_dir, app)
         servers = runtime.servers(app)
     except ProxyError as exc:
-        raise ProxyError(f"moving the traffic of {app}: {exc}; nothing was changed") from None
+        if check:  # a first deploy in check mode: front_proxy only reported what it would set up
+            return dict(live_slot=slot, previous_slot=None, changes=[f"moved the traffic of {app} to {slot}"])
+        raise ProxyError(f"moving the traffic of {app}: {exc}") from None
+    previous, old = spec.get("live_slot"), other(slot)
     agrees = (servers[slot]["status"] not in ("MAINT", "DRAIN") and servers[old]["status"] == "MAINT"
               and (servers[f"{old}_fallback"]["status"] != "MAINT") == fallback)
     result = dict(live_slot=slot, previous_slot=previous, changes=[])

@@ -17,6 +17,8 @@ description:
     and its maintenance flag), and the whole of O(config) is rendered from those documents. It is checked with
     C(haproxy -c) before it is installed, and HAProxy is reloaded (seamlessly, its listening sockets are handed
     over) or started when it changed. A config that shipit did not write is kept once as C(<config>.before-shipit).
+  - HAProxy is installed from Debian's package with C(apt-get) when it is missing (in check mode that is only
+    reported), so neither check mode nor a first run needs python3-apt on the host.
   - Invalid settings (a port out of range or used twice, a port of another application, a TLS certificate that
     is not on the host) are refused before anything changes, with the setting named.
   - O(maintenance=true) answers every request of the application with C(503) and a C(Retry-After) header and a
@@ -95,7 +97,7 @@ options:
     type: path
     default: /run/haproxy/admin.sock
 notes:
-  - Runs as root. HAProxy must be installed (the C(shipit.deploy.front_proxy) role installs Debian's package).
+  - Runs as root, on Debian or a derivative (C(apt-get)).
   - The proxy-wide settings (timeouts, check interval, socket) are those of the last call. Keep them the same for
     every application of a host (group_vars).
 seealso:
@@ -214,6 +216,21 @@ def record(changes, what, check):
     return not check
 
 
+def ensure_installed(module, changes, check):
+    """HAProxy from Debian's package, when it is missing; an apt index is fetched only when the package is unknown."""
+    if module.get_bin_path("haproxy") or not record(changes, "installed haproxy", check):
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "haproxy"]
+    rc, out, err = module.run_command(argv, environ_update=env)
+    if rc != 0:
+        run(module, ["apt-get", "update", "-q"], "updating the apt index to install haproxy")
+        rc, out, err = module.run_command(argv, environ_update=env)
+    if rc != 0:
+        module.fail_json(msg=f"installing haproxy failed (apt-get install haproxy, exit {rc}): "
+                             f"{(err or out).strip()[-2000:]}; nothing else was changed", changes=changes)
+
+
 def ensure_running(module, changes, reload, check):
     rc, out, _err = module.run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", "haproxy.service"])
     state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
@@ -279,6 +296,7 @@ def main():
         module.fail_json(msg=f"invalid proxy settings of {p['app']}: {'; '.join(problems)}; nothing was changed")
 
     changes = []
+    ensure_installed(module, changes, check)
     page = (p["maintenance_page"] or _proxy.DEFAULT_PAGE.format(app=p["app"])).encode()
     write_page(changes, _proxy.page_path(p["app"]), page, check)
     if spec != before and record(changes, f"recorded the proxy settings of {p['app']}", check):

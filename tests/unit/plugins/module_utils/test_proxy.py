@@ -218,6 +218,9 @@ def test_a_switch_of_an_app_the_proxy_does_not_serve_is_refused(settings):
     _proxy.save_settings(settings["state_dir"], settings)
     with pytest.raises(_proxy.ProxyError, match="the proxy does not serve shop .*nothing was changed"):
         _proxy.switch(settings["state_dir"], "shop", "green", False, 5, run_command)
+    # In check mode of a first deploy the proxy was only going to be set up: the switch is reported.
+    assert _proxy.switch(settings["state_dir"], "shop", "green", False, 5, run_command, check=True)["changes"] == [
+        "moved the traffic of shop to green"]
 
 
 def test_a_drain_stops_at_its_timeout(proxy):
