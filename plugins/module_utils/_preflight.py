@@ -142,6 +142,12 @@ def listeners(port, proc="/proc"):
     return found
 
 
+def describe(found):
+    """Who listens, for a message: name, pid and user of each process, or only the user where the pid is unknown."""
+    return ", ".join(f"{p['name']} (pid {p['pid']}, user {p['user']})" if p["pid"] else f"a process of user {p['user']}"
+                     for p in found)
+
+
 def check_ports(ports, owners, owner_users=(), proc="/proc"):
     """ports must be free, or held only by the app: processes of the owner units, or sockets of owner_users."""
     problems, seen = [], {}
@@ -150,8 +156,7 @@ def check_ports(ports, owners, owner_users=(), proc="/proc"):
         seen[str(port)] = found
         foreign = [p for p in found if not (set(p["cgroup_units"]) & set(owners) or p.get("user") in owner_users)]
         if foreign:
-            who = ", ".join(f"{p['name']} (pid {p['pid']}, user {p['user']})" if p["pid"]
-                            else f"a process of user {p['user']}" for p in foreign)
+            who = describe(foreign)
             expected = " or ".join(list(owners) + [f"user {u}" for u in owner_users]) or "the app"
             problems.append({
                 "check": "ports",

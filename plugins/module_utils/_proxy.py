@@ -26,8 +26,7 @@ import tempfile
 import time
 
 from ansible_collections.shipit.deploy.plugins.module_utils import _files
-
-SLOTS = ("blue", "green")
+from ansible_collections.shipit.deploy.plugins.module_utils._release import SLOTS
 CONFIG = "/etc/haproxy/haproxy.cfg"
 STATE_DIR = "/var/lib/shipit/proxy"
 SOCKET = "/run/haproxy/admin.sock"
@@ -232,11 +231,11 @@ def render(settings, apps):
         "    timeout http-keep-alive 10s",
         f"    default-server check inter {_seconds(settings['check_interval'])} fall 2 rise 1",
     ]
+    pages_dir = settings.get("pages_dir", PAGES_DIR)
     for app, spec in sorted(apps.items()):
         lines += ["", f"frontend {app}", f"    bind :{spec['http_port']}"]
         if spec.get("https_port"):
             lines.append(f"    bind :{spec['https_port']} ssl crt {spec['tls_certificate']}")
-        pages_dir = settings.get("pages_dir", PAGES_DIR)
         # In maintenance while the map lists the app (render_map; the runtime API adds and removes it).
         lines.append(f'    http-request return status 503 content-type "text/html; charset=utf-8" '
                      f'file {page_path(app, pages_dir)} hdr Retry-After {int(settings["retry_after"])} '

@@ -16,6 +16,8 @@ import stat
 from ansible_collections.shipit.deploy.plugins.module_utils import _files
 
 NEXT_LINK = ".current.next"
+# The two slots of an app under traffic switching (its releases in slots/<slot>; the front proxy's servers).
+SLOTS = ("blue", "green")
 
 
 def check_plain_name(module, what, value):

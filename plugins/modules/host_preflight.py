@@ -170,8 +170,7 @@ def proxy_problems(module, proxy):
         foreign = [p for p in _preflight.listeners(port)
                    if not (p["name"] == "haproxy" or (p["pid"] is None and p["user"] == "root" and haproxy_running))]
         if foreign:
-            who = ", ".join(f"{p['name']} (pid {p['pid']}, user {p['user']})" if p["pid"]
-                            else f"a process of user {p['user']}" for p in foreign)
+            who = _preflight.describe(foreign)
             problems.append({
                 "check": "ports",
                 "problem": f"the public port {port} of {proxy['app']} is in use by {who}, not by HAProxy",

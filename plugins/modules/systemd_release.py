@@ -249,7 +249,6 @@ UNIT_DIR = "/etc/systemd/system"
 NOLOGIN = "/usr/sbin/nologin"
 # Unpacked here first, then renamed to the release id: a release directory is never half unpacked.
 PARTIAL = ".{}.partial"
-SLOT_NAMES = ("blue", "green")
 
 
 def env_file_text(variables):
@@ -435,7 +434,7 @@ class Release(_release.Releases):
             if not (os.path.isdir(self.release_dir) or (self.check and p["check_mode_staged"])):
                 self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): "
                           "nothing was changed")
-            running = [s for s in SLOT_NAMES if self.slot_target(s) == self.release_id
+            running = [s for s in _release.SLOTS if self.slot_target(s) == self.release_id
                        and self.unit_state(self.instance(s)).get("ActiveState") == "active"]
             if running and not p["restart"]:
                 slot = running[0]
@@ -469,7 +468,7 @@ class Release(_release.Releases):
         if self.slot:
             # The slot serves already (the proxy moved the traffic to it): it only starts at boot from now on.
             restarted = False
-            for slot in SLOT_NAMES:
+            for slot in _release.SLOTS:
                 self.ensure_enabled(self.instance(slot), slot == self.slot)
         else:
             restarted = self.ensure_service(p["unit"], switched or p["restart"])
@@ -515,7 +514,7 @@ class Release(_release.Releases):
         names = sorted(name for name in os.listdir(self.releases)
                        if not name.startswith(".") and os.path.isdir(os.path.join(self.releases, name)))
         protected = set(self.p["protected_releases"]) | {self.release_id, self.current_target()}
-        protected |= {self.slot_target(slot) for slot in SLOT_NAMES} if self.slot else set()
+        protected |= {self.slot_target(slot) for slot in _release.SLOTS} if self.slot else set()
         doomed = [name for name in names[:-keep] if name not in protected]
         # Unpacks a killed run left behind (the deploy lock makes sure no other run is unpacking now).
         leftovers = [name for name in os.listdir(self.releases) if name.startswith(".") and name.endswith(".partial")]
@@ -542,7 +541,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "live", "started", "stopped"], default="present"),
-            slot=dict(type="str", choices=list(SLOT_NAMES)),
+            slot=dict(type="str", choices=list(_release.SLOTS)),
             slot_env=dict(type="dict"),
             app_dir=dict(type="path", required=True),
             release_id=dict(type="str"),
