@@ -67,8 +67,10 @@ KIND_TASK_FILES = {
     "switch_service": "switch",
     "prune": "switch",      # old releases removed right after the switch
     "slots": "switch",      # traffic switching: the release started in the idle slot, checked, given the traffic
+    "slot_start": "switch",  # traffic switching (compose): the release's copy started in a slot
     "retire": "record",     # traffic switching: the previous slot stopped after the bake, as the release is recorded
     "activate": "rollback",  # entry point "activate": only a rollback makes an older release live again
+    "activate_slot": "rollback",
 }
 KIND_STAGES = frozenset({"release", "migrate", "switch"})
 

@@ -86,13 +86,13 @@ def sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build_tarball(version, broken=False, out_dir=DEFAULT_OUT):
-    """Write out_dir/pulse-<version>.tar.gz (atomically) and return its Path."""
+def build_tarball(version, broken=False, out_dir=DEFAULT_OUT, entries=None):
+    """Write out_dir/pulse-<version>.tar.gz (atomically) and return its Path (entries: see tarball_bytes)."""
     check_version(version)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"pulse-{version}.tar.gz"
-    data = tarball_bytes(version, broken)
+    data = tarball_bytes(version, broken, entries)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -133,8 +133,8 @@ def _docker(docker, *args, timeout=60):
     return subprocess.run([docker, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def build_image(version, broken=False, base=DEFAULT_BASE, tag=None, docker="docker"):
-    """docker build the release onto base; returns the tag. Raises BuildError with the reason."""
+def build_image(version, broken=False, base=DEFAULT_BASE, tag=None, docker="docker", entries=None):
+    """docker build the release (entries: see tarball_bytes) onto base; returns the tag. Raises BuildError with the reason."""
     check_version(version)
     tag = tag or f"pulse:{version}"
     if shutil.which(docker) is None:
@@ -148,7 +148,7 @@ def build_image(version, broken=False, base=DEFAULT_BASE, tag=None, docker="dock
         raise BuildError(f"base image {base} does not exist locally; build it with `python3 -m lab images` "
                          "(shipit-lab/runtime) or pass --base IMAGE")
     with tempfile.TemporaryDirectory(prefix="pulse-image-") as context:
-        tarball = build_tarball(version, broken, context)
+        tarball = build_tarball(version, broken, context, entries)
         Path(context, "Dockerfile").write_text(dockerfile(version, broken, base, tarball.name))
         proc = _docker(docker, "build", "--tag", tag, context, timeout=600)
         if proc.returncode != 0:

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the compose_stack role: which image each service comes from, and the pinned release file.
+"""Filters of the compose_stack role: which image each service comes from, the pinned release file, why a stack is
+not up and which slot runs a release.
 
-Documented in compose_image_specs.yml and compose_pin.yml next to this file.
+Documented in the .yml files of the same names next to this file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import re
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.shipit.deploy.plugins.module_utils._release import SLOTS
 
 SOURCES = ("load", "pull", "build", "local")
 SPEC_KEYS = ("source", "ref", "archive", "id", "context", "dockerfile", "build_args")
@@ -85,13 +88,15 @@ def _engine_major(engine_version):
     return int(match.group(1)) if match else None
 
 
-def compose_pin(definition, project, images, service_defaults=None, engine_version=None):
+def compose_pin(definition, project, images, service_defaults=None, engine_version=None, slots=None):
     """The release's Compose model: every service's image pinned by ID, the defaults filled in.
 
     - ``name`` is the project (the application), so ``docker compose`` finds the stack from any directory;
     - every service runs ``image: <sha256 id>`` with ``pull_policy: never`` and without ``build``;
     - each key of ``service_defaults`` (e.g. init, logging) is set on services that do not set it themselves;
-    - ``healthcheck.start_interval`` is left out on engines older than 25, which reject it.
+    - ``healthcheck.start_interval`` is left out on engines older than 25, which reject it;
+    - with ``slots`` ({service, ports: {slot: port}, container_port}) the service that takes the traffic is
+      replaced by one copy per slot, ``<service>-<slot>``, published on ``127.0.0.1:<slot port>`` only.
     """
     services = _services(definition)
     if not isinstance(images, dict):
@@ -120,6 +125,30 @@ def compose_pin(definition, project, images, service_defaults=None, engine_versi
             healthcheck.pop("start_interval")
             service["healthcheck"] = healthcheck
         pinned["services"][name] = service
+    return _slotted(pinned, slots) if slots else pinned
+
+
+def _slotted(pinned, slots):
+    """The traffic service in one copy per slot; the other services (a database) stay single."""
+    if not isinstance(slots, dict) or not isinstance(slots.get("ports"), dict) or not slots["ports"]:
+        raise AnsibleFilterError("the slots must be a mapping with service, ports (a port per slot) and container_port")
+    name = slots.get("service")
+    services = pinned["services"]
+    if name not in services:
+        raise AnsibleFilterError(
+            f"the traffic service {name!r} is not a service of the Compose definition (it has {', '.join(sorted(services))}): "
+            "set compose_stack_traffic_service")
+    dependants = sorted(other for other, service in services.items()
+                        if other != name and name in (service.get("depends_on") or ()))
+    if dependants:
+        raise AnsibleFilterError(f"{', '.join(dependants)} depend on the traffic service {name}, which runs in slots: "
+                                 "only the traffic service may depend on the others")
+    service = services.pop(name)
+    service.pop("container_name", None)
+    for slot, port in sorted(slots["ports"].items()):
+        copy_ = copy.deepcopy(service)
+        copy_["ports"] = [f"127.0.0.1:{int(port)}:{int(slots['container_port'])}"]
+        services[f"{name}-{slot}"] = copy_
     return pinned
 
 
@@ -152,6 +181,24 @@ def compose_problems(containers):
     return sorted(problems)
 
 
+def compose_running_slot(lines, service, release_dir):
+    """The slot whose copy of the traffic service runs release_dir, or None.
+
+    ``lines`` are ``docker ps`` lines of the project formatted as ``<service>\t<state>\t<working dir>`` (the
+    labels Compose puts on a container: its service and the project directory it was created from).
+    """
+    for line in lines or []:
+        fields = str(line).split("\t")
+        if len(fields) != 3:
+            continue
+        name, state, working_dir = fields
+        for slot in SLOTS:
+            if name == f"{service}-{slot}" and state == "running" and working_dir.rstrip("/") == str(release_dir).rstrip("/"):
+                return slot
+    return None
+
+
 class FilterModule:
     def filters(self):
-        return {"compose_image_specs": compose_image_specs, "compose_pin": compose_pin, "compose_problems": compose_problems}
+        return {"compose_image_specs": compose_image_specs, "compose_pin": compose_pin, "compose_problems": compose_problems,
+                "compose_running_slot": compose_running_slot}

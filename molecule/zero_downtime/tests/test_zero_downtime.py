@@ -32,10 +32,13 @@ SLOT_PORTS = {"blue": 18080, "green": 18081}
 PROXY_DOC = "/var/lib/shipit/proxy/apps/pulse.json"
 PROGRESS = "/var/lib/shipit/pulse/in_progress.json"
 
+# The systemd host; test_zero_downtime_compose.py tests the Compose host (and uses this file's helpers).
+testinfra_hosts = ["shipit-molecule-zero-downtime"]
+
 
 @contextmanager
-def probing(path="/health"):
-    prober = Prober(PUBLIC + path, interval=0.02, max_seconds=600)
+def probing(path="/health", public=PUBLIC):
+    prober = Prober(public + path, interval=0.02, max_seconds=600)
     prober.start()
     time.sleep(0.5)  # a few requests before the operation starts
     try:

@@ -6,7 +6,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.shipit.deploy.plugins.filter.compose import (
-    compose_image_specs, compose_pin, compose_problems)
+    compose_image_specs, compose_pin, compose_problems, compose_running_slot)
 
 PULSE = "sha256:" + "a" * 64
 DB = "sha256:" + "b" * 64
@@ -76,6 +76,34 @@ def test_pin_leaves_start_interval_out_on_old_engines(engine, kept):
     assert pinned["services"]["db"]["healthcheck"]["interval"] == "1s"
 
 
+SLOTS = {"service": "pulse", "ports": {"blue": 18080, "green": 18081}, "container_port": 8080}
+
+
+def test_pin_runs_the_traffic_service_in_one_copy_per_slot_on_loopback():
+    definition = {"services": {"pulse": dict(DEFINITION["services"]["pulse"], ports=["8080:8080"], container_name="web"),
+                               "db": DEFINITION["services"]["db"]}}
+    pinned = compose_pin(definition, "pulse", {"pulse": PULSE, "db": DB}, {}, "", slots=SLOTS)
+    assert sorted(pinned["services"]) == ["db", "pulse-blue", "pulse-green"]
+    blue, green = pinned["services"]["pulse-blue"], pinned["services"]["pulse-green"]
+    assert blue["ports"] == ["127.0.0.1:18080:8080"] and green["ports"] == ["127.0.0.1:18081:8080"]
+    assert blue["image"] == green["image"] == PULSE
+    assert "container_name" not in blue  # two containers cannot share one name
+    assert "ports" not in pinned["services"]["db"] and pinned["services"]["db"]["image"] == DB
+    assert definition["services"]["pulse"]["ports"] == ["8080:8080"]
+
+
+@pytest.mark.parametrize("slots, message", [
+    (dict(SLOTS, service="web"), "traffic service 'web' is not a service .*db, pulse.*compose_stack_traffic_service"),
+    (dict(SLOTS, service="db"), "pulse depend on the traffic service db"),
+    (dict(SLOTS, ports={}), "a port per slot"),
+])
+def test_pin_refuses_slots_it_cannot_make(slots, message):
+    definition = {"services": {"pulse": dict(DEFINITION["services"]["pulse"], depends_on=["db"]),
+                               "db": DEFINITION["services"]["db"]}}
+    with pytest.raises(AnsibleFilterError, match=message):
+        compose_pin(definition, "pulse", {"pulse": PULSE, "db": DB}, {}, "", slots=slots)
+
+
 def test_pin_refuses_a_service_without_an_id():
     with pytest.raises(AnsibleFilterError, match="services without a pinned image ID .*: db"):
         compose_pin(DEFINITION, "pulse", {"pulse": PULSE, "db": "postgres:15"})
@@ -94,3 +122,14 @@ def test_problems_say_which_container_is_not_up_and_why():
         "pulse-worker-1 is exited (exit code 2)",
     ]
     assert compose_problems("") == [] and compose_problems("not json") == []
+
+
+def test_running_slot_is_the_copy_running_the_release():
+    release = "/srv/pulse/releases/20261202T101500Z"
+    other = "/srv/pulse/releases/20261201T090000Z"
+    lines = ["postgres\trunning\t" + release, "pulse-blue\texited\t" + release,
+             "pulse-green\trunning\t" + other, "garbage line"]
+    assert compose_running_slot(lines, "pulse", release) is None  # blue has it but is stopped
+    assert compose_running_slot(lines, "pulse", other + "/") == "green"
+    assert compose_running_slot(lines + ["pulse-blue\trunning\t" + release], "pulse", release) == "blue"
+    assert compose_running_slot([], "pulse", release) is None
