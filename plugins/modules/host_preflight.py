@@ -175,7 +175,8 @@ def proxy_problems(module, proxy):
                 "check": "ports",
                 "problem": f"the public port {port} of {proxy['app']} is in use by {who}, not by HAProxy",
                 "fix": f"stop what listens on port {port} (an earlier deploy of the app without traffic switching? "
-                       f"stop {proxy['app']}.service), or give the app another public port",
+                       f"stop {proxy['app']}.service, or for a Compose stack its container: "
+                       f"docker compose --project-name {proxy['app']} stop <service>), or give the app another public port",
             })
     return problems
 

@@ -1,6 +1,7 @@
 """pulse + PostgreSQL as a Docker Compose stack on a host's own Docker engine: deploy with images pinned by
 ID, upgrade with migration, check mode, automatic rollback of a broken release, manual rollback to pinned
-images whatever the tags say, pruning by reference, refused rollbacks. (Idempotence: Molecule's own step.)
+images whatever the tags say, pruning by reference, refused rollbacks, and last traffic switching turned on
+for the running stack. (Idempotence: Molecule's own step.)
 
 Molecule's converge deployed 1.0.0. These tests run in file order, each building on the last: they drive
 further runs of the collection's playbooks and check the host independently (docker compose ps, docker
@@ -240,3 +241,23 @@ def test_history_prints_the_ledger(host):
     assert proc.returncode == 0, proc.stdout[-3000:]
     for version, status in (("1.2.0", "pruned"), ("1.0.0", "good"), ("1.3.0", "live")):
         assert re.search(rf"{re.escape(version)}\s+{status}", proc.stdout), proc.stdout
+
+
+def test_turning_traffic_switching_on_for_the_running_stack(host):
+    # The stack's own pulse container holds the public port: refused, naming it, until it is stopped once.
+    before = state(host)
+    proc = playbook("deploy.yml", "-e", "shipit_version=1.3.0", "-e", "shipit_http_port=8080")
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode != 0
+    assert "the public port 8080 of pulse is in use by docker-proxy" in out and "nothing was changed" in out, proc.stdout[-3000:]
+    assert "docker compose --project-name pulse stop <service>" in out, proc.stdout[-3000:]
+    assert state(host) == before
+    host.run_test("docker compose --project-name pulse stop pulse")
+    # The live version again: its release ran in place, so a new release of it starts in a slot and gets the traffic.
+    proc = playbook("deploy.yml", "-e", "shipit_version=1.3.0", "-e", "shipit_http_port=8080")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    entry = live(host)
+    assert entry["version"] == "1.3.0" and entry["slot"] == "blue" and entry["release_id"] not in before[1], entry
+    assert set(compose_ps(host)) == {"postgres", "pulse-blue"}, compose_ps(host)  # the old container is gone
+    assert compose_ps(host)["postgres"]["ID"] == before[3]["postgres"]
+    assert health(host)["version"] == "1.3.0" and visits(host) == 3
