@@ -251,20 +251,26 @@ def test_invalid_proxy_settings_are_refused_before_any_change(host, extra, messa
             host.file("/etc/haproxy/haproxy.cfg").content_string) == before
 
 
-def test_a_slot_port_taken_by_another_process_is_refused_before_any_change(host):
-    idle = "green" if live_slot(host) == "blue" else "blue"
-    port = SLOT_PORTS[idle]
-    # Another user than the app's, whose processes the preflight may not be able to name in a container.
+@contextmanager
+def squatting(host, port):
+    """A process of another user than the app's (nobody, whose processes the preflight may not be able to name
+    in a container) listening on 127.0.0.1:port for the length of the block."""
     host.check_output(f"systemd-run --uid=nobody --unit shipit-test-squatter python3 -m http.server {port} --bind 127.0.0.1")
     try:
         wait_for(lambda: host.socket(f"tcp://127.0.0.1:{port}").is_listening, 30, "the squatter")
+        yield
+    finally:
+        host.run("systemctl stop shipit-test-squatter.service")
+
+
+def test_a_slot_port_taken_by_another_process_is_refused_before_any_change(host):
+    port = SLOT_PORTS["green" if live_slot(host) == "blue" else "blue"]
+    with squatting(host, port):
         before = host.file("/var/lib/shipit/pulse/ledger.json").content_string
         proc = playbook("deploy.yml", "-e", "shipit_version=1.0.0")
         assert proc.returncode != 0
         assert f"port {port} is in use by" in flat(proc) and "nobody" in flat(proc) and "nothing was changed" in flat(proc), tail(proc)
         assert host.file("/var/lib/shipit/pulse/ledger.json").content_string == before
-    finally:
-        host.run("systemctl stop shipit-test-squatter.service")
 
 
 def test_maintenance_serves_a_503_page_with_retry_after_and_restore_uses_it(host):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_zero_downtime import (  # noqa: E402
-    assert_no_failed_request, flat, kill, live_slot, probing, servers, start, tail, wait_for)
+    assert_no_failed_request, flat, kill, live_slot, probing, servers, squatting, start, tail, wait_for)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from shipit_molecule import ledger, live  # noqa: E402
+from shipit_molecule import changed_count, ledger, live  # noqa: E402
 from shipit_molecule import playbook as run_playbook  # noqa: E402
 
 HOST = "shipit-molecule-zero-downtime-compose"
@@ -88,6 +88,22 @@ def test_a_deploy_of_the_stack_drops_no_request(host):
     assert live_slot(host) != before
     assert json.loads(urllib.request.urlopen(PUBLIC + "/health", timeout=5).read())["schema"] == 2
     assert_consistent(host, "1.1.0")
+
+
+def snapshot(host):
+    """What a check-mode run must leave as it is: the ledger, the proxy's settings and config, current, the containers."""
+    return (host.file("/var/lib/shipit/pulse/ledger.json").content_string,
+            host.file("/var/lib/shipit/proxy/apps/pulse.json").content_string,
+            host.file("/etc/haproxy/haproxy.cfg").content_string, host.file("/srv/pulse/current").linked_to,
+            host.check_output("docker ps --all --no-trunc --format '{{.ID}} {{.State}}' | sort"))
+
+
+def test_check_mode_of_a_deploy_of_the_stack_reports_the_switch_and_changes_nothing(host):
+    before = snapshot(host)
+    proc = playbook("deploy.yml", "-e", "shipit_version=1.0.0", "--check")
+    assert proc.returncode == 0, tail(proc)
+    assert "Move the traffic" in proc.stdout and changed_count(proc, HOST) > 0, tail(proc)
+    assert snapshot(host) == before
 
 
 def test_a_broken_release_of_the_stack_never_gets_a_request(host):
@@ -158,17 +174,12 @@ def test_a_traffic_service_the_stack_does_not_have_is_refused_before_any_change(
 
 
 def test_a_slot_port_of_the_stack_taken_by_another_process_is_refused_before_any_change(host):
-    idle = "green" if live_slot(host) == "blue" else "blue"
-    port = SLOT_PORTS[idle]
-    host.check_output(f"systemd-run --uid=nobody --unit shipit-test-squatter python3 -m http.server {port} --bind 127.0.0.1")
-    try:
-        wait_for(lambda: host.socket(f"tcp://127.0.0.1:{port}").is_listening, 30, "the squatter")
+    port = SLOT_PORTS["green" if live_slot(host) == "blue" else "blue"]
+    with squatting(host, port):
         before = host.file("/var/lib/shipit/pulse/ledger.json").content_string
         proc = playbook("deploy.yml", "-e", "shipit_version=1.1.0")
         assert proc.returncode != 0
         assert f"port {port} is in use by" in flat(proc) and "not by docker.service" in flat(proc), tail(proc)
         assert "nothing was changed" in flat(proc), tail(proc)
         assert host.file("/var/lib/shipit/pulse/ledger.json").content_string == before
-    finally:
-        host.run("systemctl stop shipit-test-squatter.service")
     assert_consistent(host, "1.0.0")
