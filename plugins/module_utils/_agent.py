@@ -67,6 +67,30 @@ def unlock_step(args, check_mode):
     return dict(changed=result["changed"], msg="unlocked" if result["released"] else "not locked by this run")
 
 
+@step("record")
+def record_step(args, check_mode):
+    """Record a release in the app's ledger (release_ledger)."""
+    path = _ledger.ledger_path(args.get("ledger_dir", "/var/lib/shipit"), args["app"])
+    data = _ledger.load(path, args["app"])
+    fields = dict(args.get("info") or {}, version=args.get("version"), checksum=args.get("checksum"),
+                  reason=args.get("reason"))
+    new, changed, _before, after = _ledger.record(data, args["release_id"], args["status"], fields,
+                                                  args.get("previous_status", "good"))
+    if changed and not check_mode:
+        _ledger.save(path, new)
+    return dict(changed=changed, msg=f"release {args['release_id']} recorded {args['status']}", release=after,
+                live=_ledger.live(new))
+
+
+@step("audit")
+def audit_step(args, check_mode):
+    """Append one line to the host's audit log (audit_log)."""
+    path = args.get("path", "/var/lib/shipit/" + _lock.AUDIT_FILE)
+    if not check_mode:
+        _lock.append_audit(path, _lock.audit_entry(args["event"], args["result"], args.get("fields") or {}))
+    return dict(changed=True, msg=f"audit: {args['event']} {args['result']}")
+
+
 def run_plan(plan, steps=None, clock=time.monotonic):
     """Run the plan's steps (see the module docstring); returns the answer as a dict."""
     steps = STEPS if steps is None else steps

@@ -15,7 +15,8 @@ description:
     zipapp (C(<agent_dir>/<hash>.pyz)) and run with the host's python3, without a module wrapper.
   - The steps run in order. The first that fails stops the plan; steps with C(always) run anyway.
   - Work in progress (issue 15), not used by the collection's playbooks yet. Steps so far are C(lock) (take
-    the deploy lock and read the ledger), C(progress) (record the stage) and C(unlock).
+    the deploy lock and read the ledger), C(progress) (record the stage), C(record) (a release in the
+    ledger), C(audit) (a line of the audit log) and C(unlock).
 author:
   - shipit.deploy maintainers (@shipit-deploy)
 attributes:

@@ -83,3 +83,22 @@ def test_the_zipapp_locks_records_and_unlocks_in_one_python_start(tmp_path):
     assert answer["steps"][1]["msg"] == "not locked by this run"
     rc, answer = run_agent(pyz, {"steps": [{"name": "unlock", "step": "unlock", "args": common}]})
     assert rc == 0 and answer["changed"] and not (tmp_path / "shipit/pulse/deploy.lock").exists()
+
+
+def test_the_zipapp_records_a_release_and_audits_it_honouring_check_mode(tmp_path):
+    pyz = tmp_path / "agent.pyz"
+    pyz.write_bytes(build_zipapp())
+    ledger_dir, audit = str(tmp_path / "shipit"), str(tmp_path / "shipit" / "audit.log")
+    (tmp_path / "shipit").mkdir()
+    plan = {"steps": [
+        {"name": "record", "step": "record", "args": {"app": "pulse", "ledger_dir": ledger_dir, "release_id": "20261202T060000Z",
+                                                      "version": "1.1.0", "status": "live", "info": {"slot": "blue"}}},
+        {"name": "audit", "step": "audit", "args": {"path": audit, "event": "deploy", "result": "succeeded",
+                                                    "fields": {"app": "pulse", "version": "1.1.0"}}},
+    ]}
+    rc, answer = run_agent(pyz, dict(plan, check_mode=True))
+    assert rc == 0 and answer["changed"] and not (tmp_path / "shipit/pulse").exists() and not (tmp_path / "shipit/audit.log").exists()
+    rc, answer = run_agent(pyz, plan)
+    assert rc == 0 and answer["steps"][0]["result"]["live"]["slot"] == "blue", answer
+    [line] = (tmp_path / "shipit/audit.log").read_text().splitlines()
+    assert json.loads(line)["event"] == "deploy"
