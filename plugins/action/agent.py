@@ -1,30 +1,41 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of shipit.deploy.agent: run a plan of steps on the host in one python start.
+"""Action plugin of shipit.deploy.agent: run several of the collection's modules on the host in one call.
 
-The collection's module_utils are zipped into a zipapp whose name is the hash of its content; it is shipped
-once per host and version (to /var/lib/shipit/agent/<hash>.pyz, 0600 root) and run with the host's python3
-over the connection Ansible already holds, the plan on standard input. No AnsiballZ wrapper: a call costs a
+Each step's arguments are validated here, on the controller, against the module's own argument spec (the
+same errors as the module's, before anything runs on the host). The collection's module_utils are zipped
+into a zipapp named by the hash of its content, shipped once per host and version (to
+<agent_dir>/<hash>.pyz, root 0600) and run with the host's python3 over the connection Ansible already
+holds, the plan on standard input (plugins/module_utils/_agent.py). No AnsiballZ wrapper: a call costs a
 python start and the work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
 import shlex
 import zipfile
 
-from ansible.errors import AnsibleActionFail
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
+from ansible.module_utils.errors import UnsupportedError
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.shipit.deploy.plugins.module_utils import _agent
+from ansible_collections.shipit.deploy.plugins.plugin_utils import _controller
 
 MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
 PACKAGE = "ansible_collections/shipit/deploy/plugins/module_utils"
 MAIN = ("from ansible_collections.shipit.deploy.plugins.module_utils import _agent\n"
         "raise SystemExit(_agent.main())\n")
 MISSING = "__shipit_agent_missing__"
+STEP_KEYS = frozenset(("name", "module", "args", "always"))
 
 
 def build_zipapp(module_utils=MODULE_UTILS):
@@ -33,17 +44,48 @@ def build_zipapp(module_utils=MODULE_UTILS):
     parts = PACKAGE.split("/")
     for depth in range(1, len(parts) + 1):
         members["/".join(parts[:depth]) + "/__init__.py"] = ""
-    for name in sorted(os.listdir(module_utils)):
-        if name.endswith(".py") and name != "__init__.py":
-            with open(os.path.join(module_utils, name), encoding="utf-8") as handle:
-                members[f"{PACKAGE}/{name}"] = handle.read()
+    for root, dirs, files in os.walk(module_utils):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("__", ".")))
+        relative = os.path.relpath(root, module_utils)
+        prefix = PACKAGE if relative == "." else f"{PACKAGE}/{relative}"
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(root, name), encoding="utf-8") as handle:
+                    members[f"{prefix}/{name}"] = handle.read()
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(members):
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, members[name])
     return raw.getvalue()
+
+
+def validate_step(index, step):
+    """(name, module, always, validated params, no_log values) of one step, or AnsibleActionFail."""
+    if not isinstance(step, dict) or not step.get("module"):
+        raise AnsibleActionFail(f"step {index + 1} of shipit.deploy.agent needs module (one of "
+                                f"{', '.join(_agent.MODULES)}) and args; nothing was run")
+    name = str(step.get("name") or step["module"])
+    unknown = sorted(set(step) - STEP_KEYS)
+    if unknown:
+        raise AnsibleActionFail(f"step {name}: unknown keys {', '.join(unknown)} (a step has {', '.join(sorted(STEP_KEYS))});"
+                                " nothing was run")
+    try:
+        spec = dict(_agent.body(step["module"]).SPEC)
+    except _agent.PlanError as exc:
+        raise AnsibleActionFail(f"step {name}: {exc}") from None
+    spec.pop("supports_check_mode", None)
+    args = step.get("args") or {}
+    if not isinstance(args, dict):
+        raise AnsibleActionFail(f"step {name}: args must be a dictionary of the {step['module']} module's options")
+    checked = ArgumentSpecValidator(**spec).validate(args)
+    if checked.error_messages:
+        problems = [("unsupported parameters: " if isinstance(error, UnsupportedError) else "") + error.msg
+                    for error in checked.errors.errors]
+        raise AnsibleActionFail(f"step {name} ({step['module']}): {'; '.join(problems)}; nothing was run")
+    return name, step["module"], boolean(step.get("always", False)), checked.validated_parameters, checked._no_log_values
 
 
 class ActionModule(ActionBase):
@@ -54,40 +96,100 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         steps = self._task.args.get("steps")
         if not isinstance(steps, list) or not steps:
-            raise AnsibleActionFail("shipit.deploy.agent needs steps: a list of {name, step, args}")
-        agent_dir = self._task.args.get("agent_dir", "/var/lib/shipit/agent")
+            raise AnsibleActionFail("shipit.deploy.agent needs steps: a list of {name, module, args}")
+        plan, secrets = [], set()
+        for index, step in enumerate(steps):
+            name, module, always, params, no_log_values = validate_step(index, step)
+            plan.append(dict(name=name, module=module, always=always, params=params))
+            secrets |= no_log_values
+        agent_dir = self._task.args.get("agent_dir") or "/var/lib/shipit/agent"
+        try:
+            self._prepare(plan, task_vars or {})
+            answer = self._run_plan(plan, agent_dir, task_vars or {})
+            lock = next((s for s in answer["steps"] if s["module"] == "deploy_lock" and s["result"].get("acquired") is False), None)
+            if lock is not None and self._held_by_dead_run(lock):
+                # The run holding the lock was started on this controller and its ansible-playbook is gone: break it.
+                for entry in plan:
+                    if entry["name"] == lock["name"]:
+                        entry["params"]["break_token"] = lock["result"]["lock"]["token"]
+                answer = self._run_plan(plan, agent_dir, task_vars)
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        answer = remove_values(answer, secrets)
+        results = {s["name"]: s.pop("result") for s in answer["steps"]}
+        for step in answer["steps"]:
+            step["msg"] = results[step["name"]].get("msg", "")
+        result.update(changed=answer["changed"], steps=answer["steps"], step_results=results)
+        warnings = [w for r in results.values() for w in r.get("warnings", [])]
+        if warnings:
+            result["warnings"] = warnings
+        if not answer["ok"]:
+            result.update(failed=True, failed_step=answer["failed"], msg=results[answer["failed"]].get("msg", "failed"))
+        return result
+
+    def _prepare(self, plan, task_vars):
+        """What the modules' own action plugins do on the controller: name the run's process, copy artifacts."""
+        for entry in plan:
+            params = entry["params"]
+            if entry["module"] == "deploy_lock" and params["state"] == "present" and not params["stage"]:
+                me = _controller.identity()
+                params["holder_info"] = dict(params.get("holder_info") or {}, controller_process=me)
+                params["controller"] = params.get("controller") or me["host"]
+            if entry["module"] == "systemd_release" and params.get("artifact") and params["state"] == "present":
+                artifact = params.pop("artifact")
+                if self._task.check_mode:
+                    continue
+                try:
+                    source = self._find_needle("files", artifact)
+                except AnsibleError as error:
+                    raise AnsibleActionFail(f"the release artifact {artifact} is not on the controller: {error}") from None
+                remote_tmp = self._connection._shell.tmpdir or self._make_tmp_path()
+                params["src"] = self._connection._shell.join_path(remote_tmp, "release.tar")
+                self._transfer_file(source, params["src"])
+                self._fixup_perms2((remote_tmp, params["src"]))
+            elif entry["module"] == "systemd_release":
+                params.pop("artifact", None)
+
+    @staticmethod
+    def _held_by_dead_run(lock_step):
+        holder = lock_step["result"].get("lock") or {}
+        process = (holder.get("holder_info") or {}).get("controller_process")
+        return not lock_step["result"].get("failed") and _controller.is_gone(process)
+
+    def _python(self, task_vars):
+        python = task_vars.get("ansible_python_interpreter") or ""
+        if not python or python.startswith("auto"):
+            python = (task_vars.get("ansible_facts") or {}).get("discovered_interpreter_python") or "python3"
+        return python
+
+    def _run_plan(self, plan, agent_dir, task_vars):
         payload = build_zipapp()
         path = f"{agent_dir}/{hashlib.sha256(payload).hexdigest()[:16]}.pyz"
-        python = (task_vars or {}).get("ansible_python_interpreter") or "/usr/bin/python3"
-        if python.startswith("auto"):
-            python = "/usr/bin/python3"
-        plan = json.dumps({"check_mode": bool(self._task.check_mode), "steps": steps})
-        run = (f"if [ -f {shlex.quote(path)} ]; then exec {shlex.quote(python)} {shlex.quote(path)}; "
-               f"else echo {MISSING}; fi")
-        out = self._low_level_execute_command(run, sudoable=True, in_data=plan)
+        data = json.dumps({"check_mode": bool(self._task.check_mode), "steps": plan})
+        command = (f"if [ -f {shlex.quote(path)} ]; then exec {shlex.quote(self._python(task_vars))} {shlex.quote(path)}; "
+                   f"else echo {MISSING}; fi")
+        out = self._low_level_execute_command(command, sudoable=True, in_data=data)
         if out["stdout"].strip() == MISSING:
-            self._ship(payload, agent_dir, path)
-            out = self._low_level_execute_command(run, sudoable=True, in_data=plan)
+            self._install(payload, agent_dir, path)
+            out = self._low_level_execute_command(command, sudoable=True, in_data=data)
         try:
             answer = json.loads(out["stdout"].strip().splitlines()[-1])
         except (ValueError, IndexError):
-            raise AnsibleActionFail(f"the agent on the host gave no answer (rc {out['rc']}): "
-                                    f"{(out.get('stderr') or out['stdout']).strip()[-2000:]}")
-        result.update(changed=answer["changed"], steps=answer["steps"], agent=path)
-        if not answer["ok"]:
-            failed = next((s for s in answer["steps"] if s["name"] == answer["failed"]), None)
-            result.update(failed=True, failed_step=answer["failed"],
-                          msg=failed["msg"] if failed else answer.get("msg", "the agent's plan failed"))
-        return result
+            raise AnsibleActionFail(f"the agent {path} gave no answer (exit {out['rc']}): "
+                                    f"{(out.get('stderr') or out['stdout']).strip()[-2000:]}") from None
+        if answer.get("failed") == "plan":
+            raise AnsibleActionFail(f"the agent {path} refused the plan: {answer.get('msg')}")
+        return answer
 
-    def _ship(self, payload, agent_dir, path):
-        """Put the zipapp at path: through the connection's temporary directory, then renamed into place."""
-        tmpdir = self._make_tmp_path()
-        staged = self._connection._shell.join_path(tmpdir, "agent.pyz")
+    def _install(self, payload, agent_dir, path):
+        """Put the zipapp at path: written to the connection's temporary directory, then renamed into place."""
+        remote_tmp = self._connection._shell.tmpdir or self._make_tmp_path()
+        staged = self._connection._shell.join_path(remote_tmp, "agent.pyz")
         self._transfer_data(staged, payload)
-        install = (f"mkdir -p -m 0700 {shlex.quote(agent_dir)} && chown 0:0 {shlex.quote(staged)} && chmod 0600 {shlex.quote(staged)} && "
-                   f"mv {shlex.quote(staged)} {shlex.quote(path)}")
+        directory, staged_q, path_q = shlex.quote(agent_dir), shlex.quote(staged), shlex.quote(path)
+        # Owned by the user the agent runs as (root with become), readable by nobody else.
+        install = (f'mkdir -p -m 0700 {directory} && chown "$(id -u):$(id -g)" {staged_q} && chmod 0600 {staged_q} '
+                   f"&& mv {staged_q} {path_q}")
         out = self._low_level_execute_command(install, sudoable=True)
-        self._remove_tmp_path(tmpdir)
         if out["rc"] != 0:
-            raise AnsibleActionFail(f"could not install the agent at {path}: {out['stderr'].strip()[-1000:]}")
+            raise AnsibleActionFail(f"could not install the agent at {path}: {(out['stderr'] or out['stdout']).strip()[-1000:]}")

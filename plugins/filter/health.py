@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters of the health checks under traffic switching: a slot is checked on its own port
-(health_checks_on_port), and a release that got the traffic is baked (health_checks_baked).
+"""Filters of the health checks: under traffic switching a slot is checked on its own port
+(health_checks_on_port) and a release that got the traffic is baked (health_checks_baked); every check becomes
+a step of the host agent (health_check_steps).
 
-Documented in health_checks_on_port.yml and health_checks_baked.yml next to this file.
+Documented in health_checks_on_port.yml, health_checks_baked.yml and health_check_steps.yml next to this file.
 """
 
 from __future__ import annotations
@@ -60,6 +61,20 @@ def health_checks_baked(checks, seconds):
     return baked
 
 
+def health_check_steps(checks):
+    """One step of shipit.deploy.agent per check, named by the check's name (numbered when names repeat)."""
+    steps, seen = [], set()
+    for index, check in enumerate(_checks(checks, "health_check_steps"), start=1):
+        name = str(check.get("name") or check.get("kind") or "check")
+        if name in seen:
+            name = f"{name} ({index})"
+        seen.add(name)
+        steps.append({"name": name, "module": "health_check",
+                      "args": {key: value for key, value in check.items() if key != "name"}})
+    return steps
+
+
 class FilterModule:
     def filters(self):
-        return {"health_checks_on_port": health_checks_on_port, "health_checks_baked": health_checks_baked}
+        return {"health_checks_on_port": health_checks_on_port, "health_checks_baked": health_checks_baked,
+                "health_check_steps": health_check_steps}

@@ -28,7 +28,7 @@ import time
 from http.client import HTTPException
 from urllib.error import HTTPError
 
-from ansible.module_utils.urls import fetch_url, mask_url
+from urllib.parse import urlsplit, urlunsplit
 
 # Characters of a body or command output kept in return values, and quoted in a failure message.
 RESULT_TEXT_LIMIT = 1000
@@ -218,6 +218,25 @@ class JsonAssertion:
 # Probes ------------------------------------------------------------------------------------
 
 
+def mask_url(url):
+    """The URL with its user and password masked (as ansible.module_utils.urls.mask_url)."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    userinfo = f"{parts.username}:{parts.password}@" if parts.password else f"{parts.username}@"
+    masked = "****:****@" if parts.password else "****@"
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(userinfo, masked)))
+
+
+def _fetch(module):
+    """fetch_url of the module: the host agent's own (standard library, _task.Task.fetch_url) or Ansible's."""
+    own = getattr(module, 'fetch_url', None)
+    if own is not None:
+        return own
+    from ansible.module_utils.urls import fetch_url  # only modules reach this: the agent ships no Ansible
+    return lambda url, **kwargs: fetch_url(_NonExitingModule(module), url, **kwargs)
+
+
 class _FetchFailed(Exception):
     pass
 
@@ -304,8 +323,8 @@ class HttpProbe:
     def request(self, timeout):
         """(status, body text, error): error is None when a response was read completely."""
         try:
-            response, info = fetch_url(_NonExitingModule(self._module), self.url, data=self.data,
-                                       headers=self.headers, method=self.method, timeout=timeout)
+            response, info = _fetch(self._module)(self.url, data=self.data, headers=self.headers, method=self.method,
+                                                  timeout=timeout)
         except _FetchFailed as exc:
             return None, None, str(exc)
         status = info.get('status', -1)

@@ -130,50 +130,11 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _ledger
+from ansible_collections.shipit.deploy.plugins.module_utils._steps import release_ledger as step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            app=dict(type="str", required=True),
-            ledger_dir=dict(type="path", default="/var/lib/shipit"),
-            release_id=dict(type="str", required=True),
-            status=dict(type="str", required=True, choices=list(_ledger.STATUSES)),
-            previous_status=dict(type="str", default="good", choices=["good", "rolled_back", "failed"]),
-            version=dict(type="str"),
-            checksum=dict(type="str"),
-            reason=dict(type="str"),
-            info=dict(type="dict"),
-            keep_failed=dict(type="int", default=_ledger.KEEP_FAILED),
-            keep_pruned=dict(type="int", default=_ledger.KEEP_PRUNED),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        path = _ledger.ledger_path(params["ledger_dir"], params["app"])
-        data = _ledger.load(path, params["app"])
-        fields = {"version": params["version"], "checksum": params["checksum"], "reason": params["reason"]}
-        if params["info"]:
-            fields.update(params["info"])
-        new, changed, before, after = _ledger.record(
-            data, params["release_id"], params["status"], fields, params["previous_status"],
-            keep_failed=params["keep_failed"], keep_pruned=params["keep_pruned"],
-        )
-        if changed and not module.check_mode:
-            _ledger.save(path, new)
-    except (_ledger.LedgerError, OSError) as exc:
-        module.fail_json(msg=f"recording release {params['release_id']} of {params['app']} as {params['status']}: {exc}")
-    module.exit_json(
-        changed=changed,
-        release=after,
-        live=_ledger.live(new),
-        dropped=sorted({e.get("release_id") for e in data["releases"]}
-                       - {e.get("release_id") for e in new["releases"]}),
-        path=path,
-        diff={"before": before or {}, "after": after},
-    )
+    step.run(AnsibleModule(**step.SPEC))
 
 
 if __name__ == "__main__":

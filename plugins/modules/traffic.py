@@ -109,34 +109,11 @@ changes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _proxy
+from ansible_collections.shipit.deploy.plugins.module_utils._steps import traffic as step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            app=dict(type="str", required=True),
-            state=dict(type="str", choices=["switched", "settled"], default="switched"),
-            slot=dict(type="str", choices=list(_proxy.SLOTS)),
-            drain_timeout=dict(type="float", default=30),
-            fallback=dict(type="bool", default=False),
-            state_dir=dict(type="path", default=_proxy.STATE_DIR),
-        ),
-        required_if=[("state", "switched", ["slot"])],
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["drain_timeout"] < 0:
-        module.fail_json(msg=f"drain_timeout must be 0 or more seconds, got {p['drain_timeout']:g}: nothing was changed")
-    try:
-        if p["state"] == "settled":
-            result = _proxy.settle(p["state_dir"], p["app"], module.check_mode)
-        else:
-            result = _proxy.switch(p["state_dir"], p["app"], p["slot"], p["fallback"], p["drain_timeout"],
-                                   module.run_command, module.check_mode)
-    except _proxy.ProxyError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(changed=bool(result["changes"]), **result)
+    step.run(AnsibleModule(**step.SPEC))
 
 
 if __name__ == "__main__":

@@ -1,56 +1,89 @@
-"""The host agent: a plan of steps in one python start (module_utils/_agent.py), and its zipapp run for real
-by a separate python3, as the host runs it (plugins/action/agent.py builds it)."""
+"""The host agent (module_utils/_agent.py): a plan of the collection's modules in one python start, each step
+the module's own body; the controller's validation of the steps (plugins/action/agent.py); and the zipapp run
+for real by a separate python3, as the host runs it."""
 
 import json
+import os
 import subprocess
 import sys
+import types
 
 import pytest
+from ansible.errors import AnsibleActionFail
 
-from ansible_collections.shipit.deploy.plugins.action.agent import build_zipapp
-from ansible_collections.shipit.deploy.plugins.module_utils import _agent
+from ansible_collections.shipit.deploy.plugins.action.agent import build_zipapp, validate_step
+from ansible_collections.shipit.deploy.plugins.module_utils import _agent, _ledger, _lock
 
 
-def steps_that(log):
-    def good(args, check_mode):
-        log.append((args["n"], check_mode))
-        return {"changed": True, "msg": f"step {args['n']}", "n": args["n"]}
+def fake_bodies(log):
+    """Two module bodies as the agent sees them: each ends with exit_json or fail_json, as a module does."""
+    def good(module):
+        log.append((module.params["n"], module.check_mode))
+        module.exit_json(changed=True, n=module.params["n"])
 
-    def bad(args, check_mode):
-        log.append((args["n"], check_mode))
-        raise _agent.StepError(f"step {args['n']} failed")
-    return {"good": good, "bad": bad}
+    def bad(module):
+        log.append((module.params["n"], module.check_mode))
+        module.fail_json(msg=f"step {module.params['n']} failed", n=module.params["n"])
+
+    bodies = {"good": types.SimpleNamespace(run=good), "bad": types.SimpleNamespace(run=bad)}
+
+    def load(module):
+        if module not in bodies:
+            raise _agent.PlanError(f"no module {module}; nothing was run")
+        return bodies[module]
+    return load
 
 
 def test_a_failed_step_stops_the_plan_but_always_steps_still_run():
     log = []
     answer = _agent.run_plan({"steps": [
-        {"name": "one", "step": "good", "args": {"n": 1}},
-        {"name": "two", "step": "bad", "args": {"n": 2}},
-        {"name": "three", "step": "good", "args": {"n": 3}},
-        {"name": "four", "step": "good", "args": {"n": 4}, "always": True},
-    ]}, steps=steps_that(log))
+        {"name": "one", "module": "good", "params": {"n": 1}},
+        {"name": "two", "module": "bad", "params": {"n": 2}},
+        {"name": "three", "module": "good", "params": {"n": 3}},
+        {"name": "four", "module": "good", "params": {"n": 4}, "always": True},
+    ]}, load=fake_bodies(log))
     assert log == [(1, False), (2, False), (4, False)]
     assert (answer["ok"], answer["failed"], answer["changed"]) == (False, "two", True)
-    assert [(s["name"], s["ok"], s["msg"]) for s in answer["steps"]] == [
-        ("one", True, "step 1"), ("two", False, "step 2 failed"),
-        ("three", None, "skipped: an earlier step failed"), ("four", True, "step 4")]
-    assert answer["steps"][0]["result"] == {"n": 1} and all(s["seconds"] >= 0 for s in answer["steps"])
+    assert [(s["name"], s["ok"], s["result"].get("msg")) for s in answer["steps"]] == [
+        ("one", True, None), ("two", False, "step 2 failed"), ("three", None, "skipped: step two failed"),
+        ("four", True, None)]
+    assert answer["steps"][0]["result"] == {"changed": True, "n": 1} and all(s["seconds"] >= 0 for s in answer["steps"])
 
 
-def test_check_mode_reaches_every_step_and_unknown_steps_are_refused_before_any_runs():
+def test_check_mode_reaches_every_step_and_an_unknown_module_is_refused_before_any_runs():
     log = []
-    assert _agent.run_plan({"check_mode": True, "steps": [{"step": "good", "args": {"n": 1}}]},
-                           steps=steps_that(log))["ok"]
+    assert _agent.run_plan({"check_mode": True, "steps": [{"module": "good", "params": {"n": 1}}]},
+                           load=fake_bodies(log))["ok"]
     assert log == [(1, True)]
-    with pytest.raises(_agent.StepError, match="does not know: nope; nothing was run"):
-        _agent.run_plan({"steps": [{"step": "good", "args": {"n": 2}}, {"step": "nope"}]}, steps=steps_that(log))
+    with pytest.raises(_agent.PlanError, match="no module nope; nothing was run"):
+        _agent.run_plan({"steps": [{"module": "good", "params": {"n": 2}}, {"module": "nope"}]}, load=fake_bodies(log))
     assert log == [(1, True)]
+    with pytest.raises(_agent.PlanError, match="not a module the agent runs"):
+        _agent.body("command")
 
 
-def test_a_missing_argument_fails_its_step_by_name():
-    answer = _agent.run_plan({"steps": [{"name": "lock", "step": "lock", "args": {"app": "pulse"}}]})
-    assert answer["failed"] == "lock" and answer["steps"][0]["msg"] == "missing argument 'token'"
+def test_the_controller_validates_each_step_against_the_module_spec_before_anything_runs():
+    name, module, always, params, secrets = validate_step(0, {
+        "name": "lock", "module": "deploy_lock", "args": {"app": "pulse", "token": "t1", "ttl": "60"}})
+    assert (name, module, always) == ("lock", "deploy_lock", False)
+    # The module's defaults and types, as AnsibleModule gives them.
+    assert params["ttl"] == 60 and params["lock_dir"] == "/var/lib/shipit" and params["state"] == "present"
+    with pytest.raises(AnsibleActionFail, match=r"step lock \(deploy_lock\): .*state.*present.*token.*nothing was run"):
+        validate_step(0, {"name": "lock", "module": "deploy_lock", "args": {"app": "pulse"}})
+    with pytest.raises(AnsibleActionFail, match="unsupported parameters: colour. Supported parameters include: app, drain_timeout"):
+        validate_step(0, {"module": "traffic", "args": {"app": "pulse", "slot": "blue", "colour": "red"}})
+    with pytest.raises(AnsibleActionFail, match="value of slot must be one of: blue, green"):
+        validate_step(0, {"module": "traffic", "args": {"app": "pulse", "slot": "purple"}})
+    with pytest.raises(AnsibleActionFail, match="step 2 of shipit.deploy.agent needs module"):
+        validate_step(1, {"args": {}})
+    with pytest.raises(AnsibleActionFail, match="not a module the agent runs"):
+        validate_step(0, {"module": "shell", "args": {}})
+
+
+def test_the_values_of_no_log_options_are_known_to_the_controller():
+    *_, secrets = validate_step(0, {"module": "health_check", "args": {
+        "kind": "http", "url": "http://127.0.0.1/health", "headers": {"Authorization": "Bearer s3cret"}}})
+    assert "Bearer s3cret" in secrets or "s3cret" in " ".join(secrets)
 
 
 def test_the_zipapp_is_the_same_bytes_for_the_same_code():
@@ -58,47 +91,57 @@ def test_the_zipapp_is_the_same_bytes_for_the_same_code():
 
 
 def run_agent(pyz, plan):
-    proc = subprocess.run([sys.executable, "-I", str(pyz)], input=json.dumps(plan), capture_output=True, text=True,
-                          timeout=60, check=False)
-    return proc.returncode, json.loads(proc.stdout)
+    out = subprocess.run([sys.executable, str(pyz)], input=json.dumps(plan), capture_output=True, text=True,
+                         check=False, env={"PATH": os.environ["PATH"]})
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_the_zipapp_locks_records_and_unlocks_in_one_python_start(tmp_path):
+def test_the_zipapp_runs_the_modules_bodies_in_a_plain_python(tmp_path):
+    """The deploy's bookkeeping (lock, stage, ledger, unlock with the audit line) as the agent runs it on a
+    host: a python3 without Ansible, the zipapp alone on its path."""
     pyz = tmp_path / "agent.pyz"
     pyz.write_bytes(build_zipapp())
-    common = {"app": "pulse", "lock_dir": str(tmp_path / "shipit"), "token": "run-1"}
-    rc, answer = run_agent(pyz, {"steps": [
-        {"name": "lock", "step": "lock", "args": dict(common, holder={"who": "ci"})},
-        {"name": "progress", "step": "progress", "args": dict(common, record={"stage": "release", "version": "1.1.0"})},
-    ]})
+    state = tmp_path / "state"
+    lock = {"app": "pulse", "lock_dir": str(state), "token": "run-1", "state": "present", "who": "ci",
+            "operation": "deploy", "version": "1.0.0", "release_id": "r1", "ttl": 60, "wait": 0.0,
+            "fail_when_held": False, "read_ledger": True, "stage": None, "replace_interrupted": False,
+            "force": False, "done": True, "audit_log": None, "reason": None, "result": None, "summary": None,
+            "details": None, "holder_info": None, "break_token": None, "ci_url": None, "controller": "c1"}
+    rc, answer = run_agent(pyz, {"steps": [{"name": "lock", "module": "deploy_lock", "params": lock}]})
     assert rc == 0 and answer["ok"], answer
+    assert answer["steps"][0]["result"]["acquired"] is True
     assert answer["steps"][0]["result"]["ledger"] == {"live": None, "previous_good": None}
-    assert json.loads((tmp_path / "shipit/pulse/in_progress.json").read_text())["stage"] == "release"
-    # Another run is refused while the lock is held, naming the holder; its always step still runs.
+
+    ledger = {"app": "pulse", "ledger_dir": str(state), "release_id": "r1", "status": "live",
+              "previous_status": "good", "version": "1.0.0", "checksum": "sha256:ab", "reason": None,
+              "info": None, "keep_failed": 5, "keep_pruned": 20}
+    unlock = dict(lock, state="absent", result="deployed", summary="ok")
     rc, answer = run_agent(pyz, {"steps": [
-        {"name": "lock", "step": "lock", "args": dict(common, token="run-2")},
-        {"name": "unlock", "step": "unlock", "args": dict(common, token="run-2"), "always": True},
-    ]})
-    assert rc == 1 and answer["failed"] == "lock" and "the deploy lock is held" in answer["steps"][0]["msg"]
-    assert answer["steps"][1]["msg"] == "not locked by this run"
-    rc, answer = run_agent(pyz, {"steps": [{"name": "unlock", "step": "unlock", "args": common}]})
-    assert rc == 0 and answer["changed"] and not (tmp_path / "shipit/pulse/deploy.lock").exists()
+        {"name": "stage", "module": "deploy_lock", "params": dict(lock, stage="verify")},
+        {"name": "record", "module": "release_ledger", "params": ledger},
+        {"name": "unlock", "module": "deploy_lock", "params": unlock, "always": True}]})
+    assert rc == 0 and [s["ok"] for s in answer["steps"]] == [True, True, True], answer
+    live = _ledger.live(_ledger.load(_ledger.ledger_path(str(state), "pulse"), "pulse"))
+    assert (live["release_id"], live["version"]) == ("r1", "1.0.0")
+    assert _lock.status(_lock.app_dir(str(state), "pulse")) == (None, None)
+    audit = (state / _lock.AUDIT_FILE).read_text().splitlines()
+    assert [json.loads(line)["result"] for line in audit] == ["started", "deployed"]
 
 
-def test_the_zipapp_records_a_release_and_audits_it_honouring_check_mode(tmp_path):
+def test_a_failed_step_in_the_zipapp_still_runs_the_always_steps(tmp_path):
     pyz = tmp_path / "agent.pyz"
     pyz.write_bytes(build_zipapp())
-    ledger_dir, audit = str(tmp_path / "shipit"), str(tmp_path / "shipit" / "audit.log")
-    (tmp_path / "shipit").mkdir()
-    plan = {"steps": [
-        {"name": "record", "step": "record", "args": {"app": "pulse", "ledger_dir": ledger_dir, "release_id": "20261202T060000Z",
-                                                      "version": "1.1.0", "status": "live", "info": {"slot": "blue"}}},
-        {"name": "audit", "step": "audit", "args": {"path": audit, "event": "deploy", "result": "succeeded",
-                                                    "fields": {"app": "pulse", "version": "1.1.0"}}},
-    ]}
-    rc, answer = run_agent(pyz, dict(plan, check_mode=True))
-    assert rc == 0 and answer["changed"] and not (tmp_path / "shipit/pulse").exists() and not (tmp_path / "shipit/audit.log").exists()
-    rc, answer = run_agent(pyz, plan)
-    assert rc == 0 and answer["steps"][0]["result"]["live"]["slot"] == "blue", answer
-    [line] = (tmp_path / "shipit/audit.log").read_text().splitlines()
-    assert json.loads(line)["event"] == "deploy"
+    state = tmp_path / "state"
+    (state / "pulse").mkdir(parents=True)
+    (state / "pulse" / "ledger.json").write_text("{not json")
+    ledger = {"app": "pulse", "ledger_dir": str(state), "release_id": "r1", "status": "live",
+              "previous_status": "good", "version": "1.0.0", "checksum": None, "reason": None, "info": None,
+              "keep_failed": 5, "keep_pruned": 20}
+    rc, answer = run_agent(pyz, {"steps": [
+        {"name": "record", "module": "release_ledger", "params": ledger},
+        {"name": "again", "module": "release_ledger", "params": ledger},
+        {"name": "always", "module": "release_ledger", "params": dict(ledger, ledger_dir=str(tmp_path / "other")),
+         "always": True}]})
+    assert rc == 1 and answer["failed"] == "record"
+    assert "recording release r1 of pulse as live" in answer["steps"][0]["result"]["msg"]
+    assert [s["ok"] for s in answer["steps"]] == [False, None, True]

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.shipit.deploy.plugins.module_utils._steps import health_check as health_check_body
 from ansible_collections.shipit.deploy.plugins.modules import health_check
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
@@ -526,4 +527,4 @@ def test_documentation_matches_the_argument_spec():
             if "options" in option:
                 compare(described["suboptions"], option["options"], "%s.%s" % (where, name))
 
-    compare(doc["doc"]["options"], health_check.argument_spec(), "options")
+    compare(doc["doc"]["options"], health_check_body.argument_spec(), "options")
