@@ -454,16 +454,27 @@ class WaitResult:
         self.stopped = None
 
 
+# Until a check first passes, its first interval is split into waits of 0.1, 0.2, 0.4... s (QUICK_WAIT doubled).
+QUICK_WAIT = 0.1
+
+
 def wait_for_health(probe, retries=10, interval=1.0, timeout=5.0, initial_delay=0.0, success_threshold=1,
-                    max_wait=None, clock=time.monotonic, sleep=time.sleep):
+                    max_wait=None, clock=time.monotonic, sleep=time.sleep, quick_wait=QUICK_WAIT):
     """Attempt ``probe`` until it passes ``success_threshold`` times in a row.
 
     Gives up after ``retries`` attempts, or when ``max_wait`` seconds (counted from the call,
     initial delay included) would be exceeded: no attempt starts after the deadline, and an
     attempt's timeout is cut to the time left. A failed attempt resets the streak of passes.
+
+    When the first attempt fails, the wait before the second is split: attempts after ``quick_wait``,
+    then twice that, and so on while they fit in ``interval`` (an app that comes up soon after its start is
+    seen then, not a whole interval later). They are extra attempts: ``retries`` and the time it allows are
+    unchanged. ``quick_wait=None`` turns them off.
     """
     result = WaitResult()
     start = clock()
+    counted = 0  # the attempts that count towards retries (not the quick ones)
+    quick, quick_waited, in_quick = quick_wait, 0.0, False
     deadline = start + max_wait if max_wait is not None else None
     if initial_delay > 0:
         sleep(initial_delay)
@@ -476,6 +487,7 @@ def wait_for_health(probe, retries=10, interval=1.0, timeout=5.0, initial_delay=
                 break
             attempt_timeout = min(timeout, max(remaining, 0.1))
         result.attempts += 1
+        counted += 0 if in_quick else 1
         outcome = probe.attempt(attempt_timeout)
         outcome.attempt = result.attempts
         result.last = outcome
@@ -489,17 +501,22 @@ def wait_for_health(probe, retries=10, interval=1.0, timeout=5.0, initial_delay=
         else:
             result.passes = 0
             result.last_failure = outcome
-        left = retries - result.attempts
+        left = retries - counted
         if left <= 0:
             result.stopped = 'retries'
             break
         if result.passes + left < success_threshold:
             result.stopped = 'unreachable'
             break
-        if deadline is not None and clock() + interval >= deadline:
+        in_quick = bool(quick) and not result.best_streak and counted == 1 and quick_waited + quick < interval
+        if in_quick:
+            wait, quick_waited, quick = quick, quick_waited + quick, quick * 2
+        else:
+            wait, quick_waited = interval - quick_waited, 0.0
+        if deadline is not None and clock() + wait >= deadline:
             result.stopped = 'max_wait'
             break
-        sleep(interval)
+        sleep(wait)
     result.elapsed = clock() - start
     return result
 

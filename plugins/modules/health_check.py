@@ -149,7 +149,10 @@ options:
     type: str
   retries:
     description:
-      - Total number of attempts, the first included.
+      - Total number of attempts, the first included, O(interval) apart.
+      - When the first attempt fails, quick extra attempts follow it 0.1, 0.3, 0.7... seconds later (each wait
+        twice the one before) while they fit in the first O(interval), so a service that comes up soon after its
+        start is seen then. They do not count here and add no time.
     type: int
     default: 10
   interval:

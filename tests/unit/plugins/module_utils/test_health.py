@@ -162,10 +162,11 @@ class ScriptedProbe:
         return Outcome(False).failed("scripted check", "failed on purpose")
 
 
-def run(script, cost=0.0, **kwargs):
+def run(script, cost=0.0, quick_wait=None, **kwargs):
+    """wait_for_health on a script; without the quick attempts unless a test asks for them."""
     clock = FakeClock()
     probe = ScriptedProbe(script, clock, cost)
-    result = wait_for_health(probe, clock=clock, sleep=clock.sleep, **kwargs)
+    result = wait_for_health(probe, clock=clock, sleep=clock.sleep, quick_wait=quick_wait, **kwargs)
     return probe, clock, result
 
 
@@ -182,6 +183,19 @@ def test_retries_are_the_total_number_of_attempts():
     assert clock.sleeps == [2, 2, 2]          # between attempts, not after the last
     assert result.elapsed == pytest.approx(4 * 0.5 + 3 * 2)
     assert result.last_failure.attempt == 4
+
+
+def test_a_failed_first_attempt_is_followed_by_quick_ones_within_the_first_interval():
+    probe, clock, result = run("---+", quick_wait=0.1, retries=20, interval=0.5)
+    assert (result.healthy, result.attempts) == (True, 4)
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.2])      # 0.4 would not fit: the rest of the interval
+    # A check that never passes: the quick attempts are extra, the retries and their time unchanged.
+    probe, clock, result = run("-", quick_wait=0.1, retries=4, interval=2, cost=0.5)
+    assert (result.healthy, result.stopped, result.attempts) == (False, "retries", 8)
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 0.5, 2, 2])
+    # Once the check has passed, failures are retried at the interval.
+    probe, clock, result = run("+-+", quick_wait=0.1, retries=5, interval=1, success_threshold=2)
+    assert clock.sleeps == [1, 1, 1] and result.healthy
 
 
 def test_initial_delay_comes_first_and_counts_in_elapsed():

