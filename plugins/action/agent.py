@@ -13,7 +13,6 @@ python start and the work.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os

@@ -79,7 +79,6 @@ class Task:
                            stdout=out, stderr=err, cmd=args)
         return process.returncode, out, err
 
-
     def fetch_url(self, url, data=None, headers=None, method="GET", timeout=10):
         """ansible.module_utils.urls.fetch_url for an HTTP(S) request: (response, info), info["status"] -1 and
         info["msg"] the reason when no response came; validate_certs and use_proxy from the parameters."""
@@ -95,7 +94,7 @@ class Task:
         except urllib.error.HTTPError as exc:
             return exc, {"status": exc.code, "msg": str(exc), "body": exc.read()}
         except urllib.error.URLError as exc:
-            return None, {"status": -1, "msg": f"Request failed: <urlopen error {exc.reason}>"}
+            return None, {"status": -1, "msg": f"Request failed: <url error {exc.reason}>"}
         except (OSError, ValueError) as exc:
             return None, {"status": -1, "msg": f"Connection failure: {exc}"}
         return response, {"status": response.status, "msg": "OK"}

@@ -40,6 +40,7 @@ attributes:
     support: none
   action:
     support: full
+    description: The action plugin validates the steps, ships the agent and runs the plan over the connection.
 options:
   steps:
     description: The plan, in order.

@@ -139,4 +139,3 @@ def run(module):
         module.exit_json(**out)
     except (_lock.LockError, _ledger.LedgerError, OSError) as exc:
         module.fail_json(msg=f"{what} of {app} on {target}: {exc}")
-

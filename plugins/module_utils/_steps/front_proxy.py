@@ -173,4 +173,3 @@ def run(module):
                      idle_slot=_proxy.other(live) if live else _proxy.SLOTS[0], slot_ports=spec["slot_ports"],
                      maintenance=spec["maintenance"], maintenance_before=before.get("maintenance", False),
                      config_changed=config_changed)
-

@@ -193,4 +193,3 @@ def run(module):
     if not result.healthy and params['fail_on_unhealthy']:
         module.fail_json(msg=msg, changed=False, **values)
     module.exit_json(msg=msg, changed=False, **values)
-

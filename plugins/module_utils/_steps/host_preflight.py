@@ -84,4 +84,3 @@ def run(module):
     if problems:
         module.fail_json(msg=_preflight.summary(host, problems), **result)
     module.exit_json(msg=f"{host} is ready for the deploy", **result)
-

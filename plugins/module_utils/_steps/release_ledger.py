@@ -51,4 +51,3 @@ def run(module):
         path=path,
         diff={"before": before or {}, "after": after},
     )
-

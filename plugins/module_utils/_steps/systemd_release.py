@@ -349,4 +349,3 @@ def run(module):
     result = {"present": release.stage, "live": release.make_live, "started": release.start_slot,
               "stopped": release.stop_slot}[state]()
     module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir, **result)
-

@@ -35,4 +35,3 @@ def run(module):
     except _proxy.ProxyError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=bool(result["changes"]), **result)
-
