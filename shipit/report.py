@@ -68,6 +68,19 @@ def _action_is(data, name):
     return action == name or action.endswith("." + name)
 
 
+def _module_results(data, res):
+    """(module, result, label) of what a task ran: its module's result, or each step of shipit.deploy.agent
+    (the label of a step is its name; of a loop item, the item's name)."""
+    if _action_is(data, "agent"):
+        steps = res.get("steps") if isinstance(res.get("steps"), list) else []
+        results = res.get("step_results") if isinstance(res.get("step_results"), dict) else {}
+        return [(step.get("module"), results.get(step.get("name")) or {}, step.get("name"))
+                for step in steps if isinstance(step, dict) and step.get("ok") is not None]
+    action = (data.get("resolved_action") or data.get("task_action") or "").rsplit(".", 1)[-1]
+    item = res.get("item") if isinstance(res.get("item"), dict) else {}
+    return [(action, res, res.get("_ansible_item_label") or item.get("name"))]
+
+
 def _role(data):
     return (data.get("role") or "").rsplit(".", 1)[-1]
 
@@ -311,27 +324,33 @@ class ReportBuilder:
             host.rollback_target = {"version": target.get("version"), "release_id": target.get("release_id")}
         if kind == "runner_item_on_failed" and data.get("task_uuid") not in host.failed_items:
             host.failed_items[data.get("task_uuid")] = _text(res.get("msg"))
+        if isinstance(facts.get("shipit_backup_id"), (str, int)) and facts["shipit_backup_id"]:
+            host.backup_id = str(facts["shipit_backup_id"])
+        for module, result, label in _module_results(data, res):
+            self._collect_module(host, stage, kind, module, result, label or data.get("task"))
+
+    def _collect_module(self, host, stage, kind, module, res, label):
+        """What the report names from one module's result (a task's, or a step's of shipit.deploy.agent)."""
         if isinstance(res.get("holder"), str) and res["holder"]:
             host.lock_holder = _text(res["holder"], 300)
-        backup_id = res.get("backup_id") or facts.get("shipit_backup_id")
+        backup_id = res.get("backup_id")
         if isinstance(backup_id, (str, int)) and backup_id:
             host.backup_id = str(backup_id)
-        if _action_is(data, "release_ledger_info") or _action_is(data, "release_ledger"):
+        if module in ("release_ledger_info", "release_ledger"):
             args = (res.get("invocation") or {}).get("module_args") or {}
             self.app = self.app or args.get("app")
             if self.operation == "history" and isinstance(res.get("releases"), list):
                 host.history = history_filters().history_rows([r for r in res["releases"] if isinstance(r, dict)])
-        if self.operation == "history" and _action_is(data, "deploy_lock") and kind == "runner_on_ok":
+        if self.operation == "history" and module == "deploy_lock" and kind == "runner_on_ok":
             host.history_lock = {"holder": _text(res.get("holder"), 300),
                                  "in_progress": _text(res.get("progress_text"))}
-        if _action_is(data, "health_check") and (kind in ITEM_EVENTS or (kind in RESULT_EVENTS and "results" not in res)):
+        if module == "health_check":
             if kind in ("runner_item_on_skipped", "runner_on_skipped") or "healthy" not in res:
                 return
             last = res.get("last_failure") if isinstance(res.get("last_failure"), dict) else {}
             healthy = bool(res.get("healthy"))
             host.health.append(HealthResult(
-                stage=stage,
-                check=_text(res.get("_ansible_item_label") or (res.get("item") or {}).get("name") or data.get("task"), 200),
+                stage=stage, check=_text(label, 200),
                 healthy=healthy, attempts=res.get("attempts"), elapsed=res.get("elapsed"),
                 message=_text(res.get("msg")),
                 assertion=None if healthy else _text(last.get("assertion"), 500),

@@ -114,6 +114,9 @@ class ActionModule(ActionBase):
                 answer = self._run_plan(plan, agent_dir, task_vars)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+        # Each step's arguments as its module would report them (invocation), masked below with the rest.
+        for step, entry in zip(answer["steps"], plan):
+            step["result"]["invocation"] = {"module_args": entry["params"]}
         answer = remove_values(answer, secrets)
         results = {s["name"]: s.pop("result") for s in answer["steps"]}
         for step in answer["steps"]:

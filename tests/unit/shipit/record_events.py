@@ -19,7 +19,7 @@ from shipit.report import load_events  # noqa: E402
 DATA_KEYS = ("host", "task", "task_uuid", "task_path", "role", "resolved_action", "play_pattern", "ignore_errors",
              "start", "end")
 KINDS = ("playbook_on_start", "playbook_on_play_start", "playbook_on_stats")  # and every runner_* event
-RES_KEYS = ("msg", "changed", "failed", "skipped", "unreachable", "healthy", "attempts", "elapsed",
+RES_KEYS = ("msg", "changed", "failed", "skipped", "unreachable", "healthy", "attempts", "elapsed", "steps",
             "_ansible_item_label", "holder", "progress_text", "backup_id", "releases")
 FACT_KEYS = ("shipit_release_id", "__rollback_target", "shipit_outcome", "shipit_backup_id")
 
@@ -32,6 +32,8 @@ def slim_res(res):
         out["last_failure"] = None
     if isinstance(res.get("item"), dict) and "name" in res["item"]:
         out["item"] = {"name": res["item"]["name"]}
+    if isinstance(res.get("step_results"), dict):  # shipit.deploy.agent: each step's result, slimmed the same way
+        out["step_results"] = {name: slim_res(r) for name, r in res["step_results"].items() if isinstance(r, dict)}
     facts = {k: v for k, v in (res.get("ansible_facts") or {}).items() if k in FACT_KEYS}
     if facts:
         out["ansible_facts"] = facts

@@ -134,3 +134,42 @@ def test_markdown_of_a_critical_run_is_loud():
     markdown = to_markdown(report_for("deploy_rollback_failed"))
     assert markdown.startswith("## 🚨 shipit deploy pulse 1.2.0 → lab: rollback failed (exit 5)")
     assert "FAILED: release" in markdown
+
+
+def as_agent_calls(events):
+    """The recorded health_check loops as the host agent runs them: one task, a step per check, its results
+    by step name and the failed step's message (shipit.deploy.agent's return), and no item events."""
+    out = []
+    for event in events:
+        data = event.get("event_data") or {}
+        if not data.get("resolved_action", "").endswith("health_check"):
+            out.append(event)
+            continue
+        if event["event"].startswith("runner_item_on"):
+            continue
+        event = copy.deepcopy(event)
+        data = event["event_data"]
+        data["resolved_action"] = "shipit.deploy.agent"
+        res = data.get("res")
+        if isinstance(res, dict) and isinstance(res.get("results"), list):
+            items = res.pop("results")
+            res["steps"] = [{"name": r["_ansible_item_label"], "module": "health_check", "ok": not r.get("failed")}
+                            for r in items]
+            res["step_results"] = {r["_ansible_item_label"]: r for r in items}
+            # The agent fails with the message of the step that failed.
+            res["msg"] = next((r["msg"] for r in items if r.get("failed")), res.get("msg"))
+        out.append(event)
+    return out
+
+
+def test_health_checks_run_by_the_host_agent_read_the_same(monkeypatch):
+    import shipit_fixtures
+
+    loaded = shipit_fixtures.load
+    monkeypatch.setattr(shipit_fixtures, "load", lambda name: (loaded(name)[0], as_agent_calls(loaded(name)[1])))
+    report = report_for("deploy_rolled_back")
+    [host] = report["hosts"]
+    failing = report["failing_health_check"]
+    assert (failing["check"], failing["assertion"], failing["reason"]) == ("pulse /health", "status in [200]", "got 503")
+    assert [(c["stage"], c["healthy"]) for c in host["health"]] == [("verify", False), ("rollback", True)]
+    assert "status in [200] failed: got 503" in report["rollback_reason"]
