@@ -384,24 +384,33 @@ def recap_text(recap):
 
 
 def derive(rows, fleet_sizes):
-    """The issue's targets against this run's medians."""
+    """The issue's targets (#15) against this run's medians and ratios."""
     def med(name):
         return rows[name]["shipit_median"] if name in rows else None
+
+    def ratio(name):
+        return rows[name]["ratio"] if name in rows else None
     floor, deploy = med("floor: ansible-playbook, 1 task"), med("systemd deploy, new release")
     out = {}
+    if deploy:
+        out["systemd deploy (s)"] = (round(deploy, 2), "≤ 2.5")
+        out["systemd deploy / bare"] = (ratio("systemd deploy, new release"), "≤ 5")
     if floor and deploy:
-        out["deploy / floor"] = (round(deploy / floor, 2), "≤ 5")
-        out["deploy (s)"] = (round(deploy, 2), "≤ 2.5")
+        out["systemd deploy / floor"] = (round(deploy / floor, 2), "≤ 1.7")
     for name, target in (("systemd idempotent re-run", "≤ 1.5"), ("systemd manual rollback", "≤ 1.5")):
         if med(name):
             out[f"{name} (s)"] = (round(med(name), 2), target)
     if med("systemd automatic rollback"):
         out["automatic rollback − health budget (s)"] = (round(med("systemd automatic rollback") - HEALTH_BUDGET, 2),
-                                                         f"≤ 1.5 (budget {HEALTH_BUDGET} s)")
+                                                         f"≤ 2.5 (budget {HEALTH_BUDGET} s)")
+    if ratio("Compose deploy, new release"):
+        out["Compose deploy / bare"] = (ratio("Compose deploy, new release"), "≤ 2")
     big, one = max(fleet_sizes), min(fleet_sizes)
+    if ratio(f"fleet deploy, {big} hosts"):
+        out[f"fleet {big} hosts / bare on {big} hosts"] = (ratio(f"fleet deploy, {big} hosts"), "≤ 4")
     if med(f"fleet deploy, {big} hosts") and med(f"fleet deploy, {one} hosts"):
         out[f"fleet {big} hosts / {one} host"] = (round(med(f"fleet deploy, {big} hosts") /
-                                                       med(f"fleet deploy, {one} hosts"), 2), "≤ 3")
+                                                       med(f"fleet deploy, {one} hosts"), 2), "")
     for name, row in rows.items():
         if name.startswith(("sqlite", "postgresql")) and " backup," in name:
             out[f"{name} / bare"] = (row["ratio"], "≤ 1.2")

@@ -69,7 +69,7 @@ def ensure_installed(module, changes, check):
     argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "haproxy"]
     rc, out, err = module.run_command(argv, environ_update=env)
     if rc != 0:
-        run(module, ["apt-get", "update", "-q"], "updating the apt index to install haproxy")
+        run_checked(module, ["apt-get", "update", "-q"], "updating the apt index to install haproxy")
         rc, out, err = module.run_command(argv, environ_update=env)
     if rc != 0:
         module.fail_json(msg=f"installing haproxy failed (apt-get install haproxy, exit {rc}): "
@@ -80,17 +80,17 @@ def ensure_running(module, changes, reload, check):
     rc, out, _err = module.run_command(["systemctl", "show", "--property=ActiveState,UnitFileState", "haproxy.service"])
     state = dict(line.split("=", 1) for line in out.splitlines() if "=" in line) if rc == 0 else {}
     if state.get("UnitFileState") != "enabled" and record(changes, "enabled haproxy", check):
-        run(module, ["systemctl", "enable", "haproxy.service"], "enabling haproxy")
+        run_checked(module, ["systemctl", "enable", "haproxy.service"], "enabling haproxy")
     if state.get("ActiveState") != "active":
         if record(changes, "started haproxy", check):
-            run(module, ["systemctl", "restart", "haproxy.service"], "starting haproxy")
+            run_checked(module, ["systemctl", "restart", "haproxy.service"], "starting haproxy")
         return True
     if reload and record(changes, "reloaded haproxy", check):
-        run(module, ["systemctl", "reload", "haproxy.service"], "reloading haproxy")
+        run_checked(module, ["systemctl", "reload", "haproxy.service"], "reloading haproxy")
     return False
 
 
-def run(module, argv, what):
+def run_checked(module, argv, what):
     rc, out, err = module.run_command(argv)
     if rc != 0:
         module.fail_json(msg=f"{what} failed ({' '.join(argv)}, exit {rc}): {(err or out).strip()[-2000:]}")
