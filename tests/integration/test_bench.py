@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FULL_RUN = REPO / "bench" / "results" / "2026-11-26.json"
+FULL_RUN = REPO / "bench" / "results" / "2026-12-02.json"
 
 
 def test_render_of_a_committed_full_run_gives_its_committed_tables(tmp_path):
