@@ -167,7 +167,8 @@ class ActionModule(ActionBase):
     def _run_plan(self, plan, agent_dir, task_vars):
         payload = build_zipapp()
         path = f"{agent_dir}/{hashlib.sha256(payload).hexdigest()[:16]}.pyz"
-        data = json.dumps({"check_mode": bool(self._task.check_mode), "steps": plan})
+        # Bytes: every connection plugin takes them (docker's takes nothing else).
+        data = json.dumps({"check_mode": bool(self._task.check_mode), "steps": plan}).encode()
         command = (f"if [ -f {shlex.quote(path)} ]; then exec {shlex.quote(self._python(task_vars))} {shlex.quote(path)}; "
                    f"else echo {MISSING}; fi")
         out = self._low_level_execute_command(command, sudoable=True, in_data=data)
