@@ -19,7 +19,7 @@ import os
 import shlex
 import zipfile
 
-from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.errors import UnsupportedError
@@ -27,7 +27,7 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.shipit.deploy.plugins.module_utils import _agent
-from ansible_collections.shipit.deploy.plugins.plugin_utils import _controller
+from ansible_collections.shipit.deploy.plugins.plugin_utils import _controller, _release
 
 MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
 PACKAGE = "ansible_collections/shipit/deploy/plugins/module_utils"
@@ -103,14 +103,15 @@ class ActionModule(ActionBase):
             secrets |= no_log_values
         agent_dir = self._task.args.get("agent_dir") or "/var/lib/shipit/agent"
         try:
-            self._prepare(plan, task_vars or {})
+            self._prepare(plan)
             answer = self._run_plan(plan, agent_dir, task_vars or {})
-            lock = next((s for s in answer["steps"] if s["module"] == "deploy_lock" and s["result"].get("acquired") is False), None)
-            if lock is not None and self._held_by_dead_run(lock):
+            dead = {s["name"]: _controller.dead_holder_token(s["result"]) for s in answer["steps"] if s["module"] == "deploy_lock"}
+            dead = {name: token for name, token in dead.items() if token}
+            if dead:
                 # The run holding the lock was started on this controller and its ansible-playbook is gone: break it.
                 for entry in plan:
-                    if entry["name"] == lock["name"]:
-                        entry["params"]["break_token"] = lock["result"]["lock"]["token"]
+                    if entry["name"] in dead:
+                        entry["params"]["break_token"] = dead[entry["name"]]
                 answer = self._run_plan(plan, agent_dir, task_vars)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -129,34 +130,16 @@ class ActionModule(ActionBase):
             result.update(failed=True, failed_step=answer["failed"], msg=results[answer["failed"]].get("msg", "failed"))
         return result
 
-    def _prepare(self, plan, task_vars):
+    def _prepare(self, plan):
         """What the modules' own action plugins do on the controller: name the run's process, copy artifacts."""
         for entry in plan:
             params = entry["params"]
             if entry["module"] == "deploy_lock" and params["state"] == "present" and not params["stage"]:
-                me = _controller.identity()
-                params["holder_info"] = dict(params.get("holder_info") or {}, controller_process=me)
-                params["controller"] = params.get("controller") or me["host"]
-            if entry["module"] == "systemd_release" and params.get("artifact") and params["state"] == "present":
-                artifact = params.pop("artifact")
-                if self._task.check_mode:
-                    continue
-                try:
-                    source = self._find_needle("files", artifact)
-                except AnsibleError as error:
-                    raise AnsibleActionFail(f"the release artifact {artifact} is not on the controller: {error}") from None
-                remote_tmp = self._connection._shell.tmpdir or self._make_tmp_path()
-                params["src"] = self._connection._shell.join_path(remote_tmp, "release.tar")
-                self._transfer_file(source, params["src"])
-                self._fixup_perms2((remote_tmp, params["src"]))
-            elif entry["module"] == "systemd_release":
-                params.pop("artifact", None)
-
-    @staticmethod
-    def _held_by_dead_run(lock_step):
-        holder = lock_step["result"].get("lock") or {}
-        process = (holder.get("holder_info") or {}).get("controller_process")
-        return not lock_step["result"].get("failed") and _controller.is_gone(process)
+                _controller.name_the_taker(params)
+            if entry["module"] == "systemd_release":
+                artifact = params.pop("artifact", None)
+                if artifact and params["state"] == "present" and not self._task.check_mode:
+                    params["src"] = _release.send_artifact(self, artifact)
 
     def _python(self, task_vars):
         python = task_vars.get("ansible_python_interpreter") or ""

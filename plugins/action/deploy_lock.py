@@ -24,18 +24,14 @@ class ActionModule(ActionBase):
         if not taking:
             return self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
 
-        me = _controller.identity()
-        args["holder_info"] = dict(args.get("holder_info") or {}, controller_process=me)
-        args.setdefault("controller", me["host"])
+        me = _controller.name_the_taker(args)
         fail_when_held = boolean(args.get("fail_when_held", True), strict=False)
         args["fail_when_held"] = False
         result = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
 
-        holder = result.get("lock") or {}
-        process = (holder.get("holder_info") or {}).get("controller_process")
-        if result.get("acquired") is False and not result.get("failed") and _controller.is_gone(process, me):
-            # The run holding the lock was started here and its ansible-playbook process is gone: it is dead.
-            result = self._execute_module(module_name=MODULE, module_args=dict(args, break_token=holder.get("token")),
+        dead_token = _controller.dead_holder_token(result, me)
+        if dead_token:
+            result = self._execute_module(module_name=MODULE, module_args=dict(args, break_token=dead_token),
                                           task_vars=task_vars)
 
         if result.get("acquired") is False and fail_when_held and not result.get("failed"):

@@ -5,8 +5,10 @@ run the module on it in the same call."""
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+
+from ansible_collections.shipit.deploy.plugins.plugin_utils import _release
 
 MODULE = "shipit.deploy.systemd_release"
 
@@ -21,14 +23,10 @@ class ActionModule(ActionBase):
         # Only staging unpacks a tarball; in check mode nothing is copied (the module says what it would do).
         if artifact and args.get("state", "present") == "present" and not self._task.check_mode:
             try:
-                source = self._find_needle("files", artifact)
-            except AnsibleError as error:
-                result.update(failed=True, msg=f"the release artifact {artifact} is not on the controller: {error}")
+                args["src"] = _release.send_artifact(self, artifact)
+            except AnsibleActionFail as error:
+                result.update(failed=True, msg=str(error))
                 return result
-            remote_tmp = self._connection._shell.tmpdir or self._make_tmp_path()
-            args["src"] = self._connection._shell.join_path(remote_tmp, "release.tar")
-            self._transfer_file(source, args["src"])
-            self._fixup_perms2((remote_tmp, args["src"]))
         try:
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
         finally:

@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which ansible-playbook process a run is, and whether the process of another run is gone.
 
-Private to shipit.deploy (used by the deploy_lock action plugin, which runs on the controller in a worker
-that ansible-playbook forked, so the worker's parent is the run's ansible-playbook process).
+Private to shipit.deploy (used by the deploy_lock and agent action plugins, which run on the controller in a
+worker that ansible-playbook forked, so the worker's parent is the run's ansible-playbook process).
 A process is named by host, boot id, pid namespace, pid and start time: a pid reused by another process,
 another boot or another container never looks like the same process.
 """
@@ -54,3 +54,21 @@ def is_gone(process, me=None):
     if not same_place:
         return False
     return start_time(process["pid"]) != process.get("start")
+
+
+def name_the_taker(args):
+    """Name this run's process in the arguments of a deploy_lock call that takes the lock; returns the name."""
+    me = identity()
+    args["holder_info"] = dict(args.get("holder_info") or {}, controller_process=me)
+    args["controller"] = args.get("controller") or me["host"]
+    return me
+
+
+def dead_holder_token(result, me=None):
+    """The token of the lock a deploy_lock result was refused by, when the run holding it was started on this
+    controller and its process is gone (killed): the lock may be broken at once. None otherwise."""
+    holder = result.get("lock") or {}
+    process = (holder.get("holder_info") or {}).get("controller_process")
+    if result.get("acquired") is False and not result.get("failed") and is_gone(process, me):
+        return holder.get("token")
+    return None

@@ -30,6 +30,9 @@ LEDGER = f"{STATE_DIR}/pulse/ledger.json"
 LOCK = f"{STATE_DIR}/pulse/deploy.lock"
 PROGRESS = f"{STATE_DIR}/pulse/in_progress.json"
 AUDIT = f"{STATE_DIR}/audit.log"
+# The host side of a shipit.deploy.agent call as pgrep -f sees it: a python running the cached zipapp (the
+# interpreter may be given by its full path; sudo's or a shell's command line holding the path is not matched).
+AGENT = f"^[^ ]*python[0-9.]* {STATE_DIR}/agent/[0-9a-f]{{16}}[.]pyz$"
 
 testinfra_hosts = HOSTS[:1]
 
@@ -238,6 +241,26 @@ def test_sigkill_before_the_switch_forced_unlock_then_rollback_recovers(tmp_path
         assert_consistent(host, "1.0.0")
         statuses = {e["version"]: e["status"] for e in ledger(host)}
         assert statuses["1.3.1-slowmigrate"] == "failed" and statuses["1.1.0"] == "rolled_back", statuses
+
+
+def test_sigkill_of_the_host_agent_after_the_switch_rolls_the_fleet_back(tmp_path):
+    """The host side of a call (shipit.deploy.agent's python on the host) killed after the switch: the call
+    fails, and the run rolls the fleet back; nothing is left locked or half done."""
+    before = current(HOSTS[0])
+    with open(tmp_path / "agent-killed.log", "w") as log:
+        proc = start("deploy.yml", "-e", "shipit_version=1.3.0-slowstart", log=log)
+        wait_for(lambda: current(HOSTS[0]) != before, 300, "the switch")
+        # The first agent call after the switch: the bake's health check (1.3.0-slowstart answers only 6 s
+        # after it starts) or the record before it. "gave no answer" below: it was killed.
+        wait_for(lambda: sh(HOSTS[0], f"pkill -KILL -f '{AGENT}' && echo killed", check=False) == "killed", 60,
+                 "an agent call after the switch")
+        assert proc.wait(300) != 0
+    output = flat((tmp_path / "agent-killed.log").read_text())
+    assert "gave no answer" in output, output[-3000:]
+    assert "The fleet runs 1.0.0" in output, output[-3000:]
+    for host in HOSTS:
+        assert_consistent(host, "1.0.0")
+    assert {e["version"]: e["status"] for e in ledger(HOSTS[0])}["1.3.0-slowstart"] == "failed"
 
 
 def test_one_of_three_hosts_failing_rolls_the_fleet_back(receiver):

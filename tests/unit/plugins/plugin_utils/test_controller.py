@@ -34,3 +34,29 @@ def test_nothing_is_judged_about_other_machines_boots_or_containers():
     for key, value in (("host", "ci-runner-7"), ("boot_id", "another-boot"), ("pid_namespace", "pid:[1]")):
         assert not _controller.is_gone(dict(seen, **{key: value})), key
     assert not _controller.is_gone(None) and not _controller.is_gone({"host": seen["host"]})
+
+
+def test_the_taker_of_a_lock_is_named_and_keeps_what_it_was_given():
+    args = {"holder_info": {"job": "ci-42"}, "controller": ""}
+    me = _controller.name_the_taker(args)
+    assert args["holder_info"] == {"job": "ci-42", "controller_process": me}
+    assert args["controller"] == me["host"] and me["pid"] == os.getppid()
+    named = {"controller": "ci-runner-7"}
+    _controller.name_the_taker(named)
+    assert named["controller"] == "ci-runner-7"
+
+
+def test_only_a_lock_refused_by_a_dead_run_of_this_controller_may_be_broken():
+    child = subprocess.Popen(["true"])
+    dead = _controller.identity(child.pid)
+    child.wait()
+    alive = _controller.identity(os.getpid())
+
+    def refused(process, **extra):
+        return dict({"acquired": False, "lock": {"token": "run-1", "holder_info": {"controller_process": process}}}, **extra)
+
+    assert _controller.dead_holder_token(refused(dead)) == "run-1"
+    assert _controller.dead_holder_token(refused(alive)) is None
+    assert _controller.dead_holder_token(refused(dead, failed=True)) is None
+    assert _controller.dead_holder_token(dict(refused(dead), acquired=True)) is None
+    assert _controller.dead_holder_token({"acquired": False}) is None
