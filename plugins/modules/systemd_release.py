@@ -49,10 +49,11 @@ attributes:
 options:
   state:
     description:
-      - C(present) stages the release, C(live) makes the staged release live.
+      - C(present) stages the release, C(migrated) runs its migration command (O(migrate_argv)), C(live) makes
+        the staged release live.
       - With O(slot), C(started) (re)starts a slot on its release and C(stopped) stops a slot.
     type: str
-    choices: [present, live, started, stopped]
+    choices: [present, migrated, live, started, stopped]
     default: present
   slot:
     description:
@@ -106,6 +107,14 @@ options:
   unit_content:
     description: Content of the unit file, installed as C(/etc/systemd/system/<unit>) once it verifies.
     type: str
+  migrate_argv:
+    description:
+      - With O(state=migrated), the migration command, its program relative to the release's directory (for
+        example V(["bin/pulse", "migrate"])). It runs with C(systemd-run) as O(user) and O(group), with the
+        environment of O(env_file), in the release's directory, and it must exit 0.
+      - In check mode it is not run; the change it would make is reported.
+    type: list
+    elements: str
   restart:
     description:
       - With O(state=live), restart the service even when C(current) did not move (its unit or its
@@ -156,6 +165,17 @@ EXAMPLES = r"""
     unit_content: "{{ lookup('ansible.builtin.template', 'unit.service.j2') }}"
   register: staged
 
+- name: Run its migrations as the service user, with the service's environment
+  shipit.deploy.systemd_release:
+    state: migrated
+    app_dir: /srv/pulse
+    release_id: "20261125T101500Z"
+    unit: pulse.service
+    user: pulse
+    group: pulse
+    env_file: /srv/pulse/shared/config/pulse.env
+    migrate_argv: [bin/pulse, migrate]
+
 - name: Switch to it and restart the service
   shipit.deploy.systemd_release:
     state: live
@@ -201,6 +221,11 @@ unit_changed:
   description: Whether the unit file was installed.
   returned: when O(state=present)
   type: bool
+migration_rc:
+  description: Exit status of the migration command (null in check mode).
+  returned: when O(state=migrated)
+  type: int
+  sample: 0
 switched:
   description: Whether C(current) was moved to the release.
   returned: when O(state=live)

@@ -224,6 +224,29 @@ class Release(_release.Releases):
             stopped = True
         return dict(slot=self.slot, slot_release=self.slot_target(self.slot), stopped=stopped)
 
+    # ---- state=migrated ---------------------------------------------------------------------------------
+    def migrate(self):
+        """Run the release's migration command as the service user, with the service's environment file (so
+        its secrets never pass through the module's arguments), in the release's directory."""
+        p = self.p
+        if not (self.release_id and p["migrate_argv"] and p["user"] and p["group"] and p["env_file"]):
+            self.fail("state=migrated needs release_id, migrate_argv, user, group and env_file: nothing was run")
+        if self.check:
+            self.change(f"would run the migration of release {self.release_id}")
+            return dict(migration_rc=None)
+        if not os.path.isdir(self.release_dir):
+            self.fail(f"release {self.release_id} is not on the host ({self.release_dir} is missing): nothing was run")
+        argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", f"--uid={p['user']}", f"--gid={p['group']}",
+                f"--property=EnvironmentFile={p['env_file']}", f"--working-directory={self.release_dir}", "--",
+                os.path.join(self.release_dir, p["migrate_argv"][0]), *p["migrate_argv"][1:]]
+        self.changes.append(f"ran the migration of release {self.release_id}")
+        rc, out, err = self.module.run_command(argv)
+        if rc != 0:
+            lines = [line.strip() for line in f"{err}\n{out}".splitlines() if line.strip()]
+            last_words = " / ".join(lines[-3:])[:500] or "it printed nothing"
+            self.fail(f"the migration of release {self.release_id} failed (exit {rc}): {last_words}", migration_rc=rc)
+        return dict(migration_rc=rc)
+
     # ---- state=live -------------------------------------------------------------------------------------
     def make_live(self):
         p = self.p
@@ -306,7 +329,7 @@ class Release(_release.Releases):
 
 SPEC = dict(
     argument_spec=dict(
-        state=dict(type="str", choices=["present", "live", "started", "stopped"], default="present"),
+        state=dict(type="str", choices=["present", "migrated", "live", "started", "stopped"], default="present"),
         slot=dict(type="str", choices=list(_release.SLOTS)),
         slot_env=dict(type="dict"),
         app_dir=dict(type="path", required=True),
@@ -322,6 +345,7 @@ SPEC = dict(
         env_file=dict(type="path"),
         env_content=dict(type="str", no_log=True),
         unit_content=dict(type="str"),
+        migrate_argv=dict(type="list", elements="str"),
         restart=dict(type="bool", default=False),
         check_mode_staged=dict(type="bool", default=False),
         keep_releases=dict(type="int"),
@@ -346,6 +370,6 @@ def run(module):
         module.fail_json(msg=f"with slot, unit must be a template unit such as app@.service, got {module.params['unit']}: "
                              "nothing was changed")
     release = Release(module)
-    result = {"present": release.stage, "live": release.make_live, "started": release.start_slot,
+    result = {"present": release.stage, "migrated": release.migrate, "live": release.make_live, "started": release.start_slot,
               "stopped": release.stop_slot}[state]()
     module.exit_json(changed=bool(release.changes), changes=release.changes, release_dir=release.release_dir, **result)

@@ -269,3 +269,42 @@ def test_making_a_slot_live_enables_it_alone_and_prune_keeps_both_slots_releases
     refused = run_module("systemd_release", {"state": "started", "app_dir": str(app), "unit": "pulse.service",
                                              "slot": "blue"})
     assert refused["failed"] and "template unit" in refused["msg"]
+
+
+def test_a_migration_runs_through_systemd_run_and_its_failure_names_its_last_words(tmp_path, monkeypatch):
+    """systemd-run (which needs systemd as PID 1: the scenarios run the real one) stands in here: it logs its
+    options and runs the command after --, as the real one does as the service user."""
+    app = tmp_path / "srv" / "pulse"
+    release = app / "releases" / "20261125T100000Z"
+    (release / "bin").mkdir(parents=True)
+    (release / "bin" / "pulse").write_text('#!/bin/sh\necho "migrating to $1"\n[ "$1" = ok ] || { echo "no such table: visits" >&2; exit 4; }\n')
+    (release / "bin" / "pulse").chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "systemd-run.log"
+    (bin_dir / "systemd-run").write_text(f'#!/bin/sh\necho "$@" >> {log}\nwhile [ "$1" != -- ]; do shift; done\nshift\nexec "$@"\n')
+    (bin_dir / "systemd-run").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = {"state": "migrated", "app_dir": str(app), "release_id": "20261125T100000Z", "unit": "pulse@.service",
+            "host_label": "web1", "user": "pulse", "group": "pulse", "env_file": str(app / "shared/config/pulse.env")}
+
+    result = run_module("systemd_release", dict(args, migrate_argv=["bin/pulse", "ok"]))
+    assert not result.get("failed") and result["changed"] and result["migration_rc"] == 0, result
+    options = log.read_text().split()
+    assert {"--wait", "--pipe", "--uid=pulse", "--gid=pulse", f"--property=EnvironmentFile={args['env_file']}",
+            f"--working-directory={release}"} <= set(options), options
+    assert options[options.index("--") + 1:] == [f"{release}/bin/pulse", "ok"]
+
+    failed = run_module("systemd_release", dict(args, migrate_argv=["bin/pulse", "broken"]))
+    assert failed["failed"] and failed["migration_rc"] == 4, failed
+    assert failed["msg"] == ("web1: the migration of release 20261125T100000Z failed (exit 4): "
+                             "no such table: visits / migrating to broken"), failed["msg"]
+
+    checked = run_module("systemd_release", dict(args, migrate_argv=["bin/pulse", "broken"]), check=True)
+    assert checked["changed"] and checked["migration_rc"] is None and not checked.get("failed"), checked
+    assert len(log.read_text().splitlines()) == 2  # check mode ran nothing
+
+    missing = run_module("systemd_release", dict(args, release_id="20261126T000000Z", migrate_argv=["bin/pulse", "ok"]))
+    assert missing["failed"] and "is not on the host" in missing["msg"] and "nothing was run" in missing["msg"]
+    incomplete = run_module("systemd_release", {k: v for k, v in args.items() if k != "env_file"})
+    assert incomplete["failed"] and "needs release_id, migrate_argv, user, group and env_file" in incomplete["msg"]
