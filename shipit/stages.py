@@ -41,7 +41,7 @@ STAGE_FILE_DEFAULT = {"ledger": "lock", "progress": "lock"}
 
 # Roles that are a stage of their own (any task file), and task files of such roles with another stage.
 ROLE_STAGES = {
-    "connection": "preflight",  # no tasks: only its argument validation, at the start of the first host play
+    "shipit": "preflight",  # no tasks: only its argument validation (the inputs), at the start of the first host play
     "health": "verify",
     "rollback": "rollback",
     "db_backup": "backup",
