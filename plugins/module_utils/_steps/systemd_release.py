@@ -239,7 +239,7 @@ class Release(_release.Releases):
         argv = ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", f"--uid={p['user']}", f"--gid={p['group']}",
                 f"--property=EnvironmentFile={p['env_file']}", f"--working-directory={self.release_dir}", "--",
                 os.path.join(self.release_dir, p["migrate_argv"][0]), *p["migrate_argv"][1:]]
-        self.changes.append(f"ran the migration of release {self.release_id}")
+        self.change(f"ran the migration of release {self.release_id}")
         rc, out, err = self.module.run_command(argv)
         if rc != 0:
             lines = [line.strip() for line in f"{err}\n{out}".splitlines() if line.strip()]
