@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .exitcodes import DESCRIPTIONS, OUTCOMES, ExitCode, host_exit_code, run_exit_code
-from .stages import ROLLBACK_STAGES, is_artifact_check, stage_of, stage_sort_key
+from .stages import ROLLBACK_STAGES, is_artifact_check, stage_of, stage_sort_key, step_stage
 
 SCHEMA_VERSION = 1
 RESULT_EVENTS = frozenset({"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"})
@@ -262,14 +262,18 @@ class ReportBuilder:
             if self.on_task_start:
                 self.on_task_start(host.name, stage, data.get("task"))
             return
+        start, changed = _time(data.get("start")) or created, bool(res.get("changed"))
+        if kind != "runner_on_unreachable" and kind not in ITEM_EVENTS and _action_is(data, "agent"):
+            stage, start, changed = self._split_by_step(host, stage, res, start, changed)
+            record = host.stages[stage]
         self._collect(host, stage, data, res, kind)
         if kind in ITEM_EVENTS:
             return
-        record.touch(_time(data.get("start")) or created, _time(data.get("end")) or created)
+        record.touch(start, _time(data.get("end")) or created)
         record.tasks += 1
         if kind == "runner_on_skipped":
             record.skipped += 1
-        if res.get("changed") and kind != "runner_on_unreachable":
+        if changed and kind != "runner_on_unreachable":
             record.changed += 1
             host.changed = True
         if failed:
@@ -286,6 +290,35 @@ class ReportBuilder:
                 stage=stage, task=data.get("task"), message=message, in_role=bool(data.get("role")),
                 artifact_check=is_artifact_check(data), changed_before=host.changed, unreachable=unreachable,
                 closing=closing))
+
+    def _split_by_step(self, host, stage, res, start, changed):
+        """An agent call whose steps belong to several stages (shipit.stages.STEP_STAGES): each stage but the
+        last gets its steps' time and changes. Returns the last stage, when it started and whether its steps
+        changed, for the task's own accounting (its failure is the last step run)."""
+        steps = [s for s in res.get("steps") or [] if isinstance(s, dict) and s.get("ok") is not None]
+        segments = []
+        for step in steps:
+            name = step_stage(stage, step.get("name"))
+            seconds = step.get("seconds") if isinstance(step.get("seconds"), (int, float)) else 0.0
+            if segments and segments[-1][0] == name:
+                segments[-1][1] += seconds
+                segments[-1][2] = segments[-1][2] or bool(step.get("changed"))
+            else:
+                segments.append([name, seconds, bool(step.get("changed"))])
+        for name, seconds, changed in segments[:-1]:
+            self._enter(host, name, start)
+            record = host.stages[name]
+            end = start + datetime.timedelta(seconds=seconds)
+            record.touch(start, end)
+            record.tasks += 1
+            if changed:
+                record.changed += 1
+                host.changed = True
+            start = end
+        if len(segments) > 1:
+            stage, changed = segments[-1][0], segments[-1][2]
+            self._enter(host, stage, start)
+        return stage, start, changed
 
     def _enter(self, host, stage, when):
         if host.current == stage:

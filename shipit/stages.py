@@ -94,6 +94,12 @@ STICKY = {
     "backup": frozenset({"restore"}),
 }
 
+# Steps of the host agent that are a stage of their own when one call runs them after the steps of another
+# stage (the release's call runs its migration too): the report splits such a call by step (step_stage).
+STEP_STAGES = {
+    "migrate": "migrate",
+}
+
 # Wrappers that only include other tasks: they take no time of their own and belong to no stage.
 INCLUDE_ACTIONS = frozenset({
     "ansible.builtin.include_role", "ansible.builtin.include_tasks", "ansible.builtin.import_role",
@@ -157,6 +163,12 @@ def stage_of(event_data, current=None):
     if stage in STICKY.get(current, ()):
         return current
     return stage
+
+
+def step_stage(task_stage, step_name):
+    """The stage of one step of an agent call whose task is in task_stage (a rollback keeps its steps)."""
+    stage = STEP_STAGES.get(step_name, task_stage)
+    return task_stage if stage in STICKY.get(task_stage, ()) else stage
 
 
 def stage_sort_key(name):

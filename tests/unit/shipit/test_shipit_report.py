@@ -173,3 +173,41 @@ def test_health_checks_run_by_the_host_agent_read_the_same(monkeypatch):
     assert (failing["check"], failing["assertion"], failing["reason"]) == ("pulse /health", "status in [200]", "got 503")
     assert [(c["stage"], c["healthy"]) for c in host["health"]] == [("verify", False), ("rollback", True)]
     assert "status in [200] failed: got 503" in report["rollback_reason"]
+
+
+def _agent_events(path, steps, failed=False, start="2026-12-02T10:00:00+00:00", end="2026-12-02T10:00:01+00:00"):
+    """One task of shipit.deploy.agent on host web1: its start and its result, steps as the agent returns them."""
+    data = {"host": "web1", "play_pattern": "app", "resolved_action": "shipit.deploy.agent", "role": "systemd_service",
+            "task": "Stage the release and install its verified unit", "task_path": path, "task_uuid": path}
+    res = {"changed": any(s["changed"] for s in steps), "steps": steps,
+           "step_results": {s["name"]: {"changed": s["changed"], "msg": s["msg"]} for s in steps}}
+    if failed:
+        res.update(failed=True, msg=steps[-1]["msg"])
+    return [{"event": "runner_on_start", "created": start, "event_data": dict(data)},
+            {"event": "runner_on_failed" if failed else "runner_on_ok", "created": end,
+             "event_data": dict(data, start=start, end=end, res=res)}]
+
+
+def test_a_call_that_stages_and_migrates_shows_both_stages():
+    from shipit.report import ReportBuilder
+
+    release = "/repo/roles/systemd_service/tasks/release.yml:7"
+    steps = [{"name": "stage", "module": "systemd_release", "ok": True, "changed": True, "seconds": 0.25, "msg": ""},
+             {"name": "migrate", "module": "systemd_release", "ok": True, "changed": True, "seconds": 0.5, "msg": ""}]
+    builder = ReportBuilder("deploy", "lab", version="1.1.0")
+    for event in _agent_events(release, steps):
+        builder.feed(event)
+    builder.close()
+    stages = {s.name: s for s in builder.hosts["web1"].stages.values()}
+    assert list(stages) == ["release", "migrate"]
+    assert stages["release"].duration == 0.25 and stages["release"].status == "changed"
+    assert stages["migrate"].duration == 0.75 and stages["migrate"].status == "changed"
+
+    steps[1].update(ok=False, changed=False, msg="web1: the migration of release 20261202T100000Z failed (exit 3): no")
+    builder = ReportBuilder("deploy", "lab", version="1.1.0")
+    for event in _agent_events(release, steps, failed=True):
+        builder.feed(event)
+    builder.close()
+    host = builder.hosts["web1"]
+    assert [(f.stage, f.message) for f in host.failures] == [("migrate", steps[1]["msg"])]
+    assert host.stages["release"].status == "changed" and host.stages["migrate"].status == "failed"

@@ -77,3 +77,11 @@ def test_stage_of(event, current, expected):
 ])
 def test_artifact_checks(task, expected):
     assert is_artifact_check({"task": task}) is expected
+
+
+def test_a_step_of_another_stage_is_that_stage_except_in_a_rollback():
+    from shipit.stages import step_stage
+
+    assert step_stage("release", "migrate") == "migrate"
+    assert step_stage("release", "stage") == "release"
+    assert step_stage("rollback", "migrate") == "rollback"
