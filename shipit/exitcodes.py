@@ -46,6 +46,29 @@ SEVERITY = (ExitCode.OK, ExitCode.REFUSED, ExitCode.ARTIFACT, ExitCode.ROLLED_BA
 CHANGE_ONLY_OPERATIONS = frozenset({"rollback", "history", "backup", "restore", "maintenance"})
 
 
+# The deploy playbook's own word for each host (shipit_outcome, kept in the run's stats as shipit_outcomes by
+# stages/report.yml): the verdict when the run reached its report. A run that ended before (a refusal in the
+# preflight or the lock, an error of Ansible) is judged from its failures (host_exit_code).
+PLAYBOOK_OUTCOMES = {
+    "deployed": ExitCode.OK,
+    "unchanged": ExitCode.OK,
+    "skipped": ExitCode.OK,  # a later batch, not started: the rollout stopped for another host's failure
+    "rolled_back": ExitCode.ROLLED_BACK,
+    "fleet_rolled_back": ExitCode.ROLLED_BACK,
+    "failed": ExitCode.FAILED,
+    "lock_lost": ExitCode.FAILED,
+    "in_progress": ExitCode.FAILED,  # lost mid-deploy (unreachable)
+    "rollback_failed": ExitCode.ROLLBACK_FAILED,
+    "recovery_failed": ExitCode.ROLLBACK_FAILED,
+    "fleet_rollback_failed": ExitCode.ROLLBACK_FAILED,
+}
+
+
+def playbook_exit_code(outcome):
+    """The exit code of a host from the playbook's outcome for it, or None when it is not a final one."""
+    return PLAYBOOK_OUTCOMES.get(outcome)
+
+
 def host_exit_code(operation, host):
     """Exit code of one host.
 

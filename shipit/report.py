@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .exitcodes import DESCRIPTIONS, OUTCOMES, ExitCode, host_exit_code, run_exit_code
+from .exitcodes import DESCRIPTIONS, OUTCOMES, ExitCode, host_exit_code, playbook_exit_code, run_exit_code
 from .stages import ROLLBACK_STAGES, is_artifact_check, stage_of, stage_sort_key, step_stage
 
 SCHEMA_VERSION = 1
@@ -399,8 +399,18 @@ class ReportBuilder:
     def exit_code(self, runner_status="successful"):
         return self._codes(runner_status)[0]
 
+    def playbook_outcomes(self):
+        """The playbook's outcome of each host, from the run's stats (set_stats shipit_outcomes), or {}."""
+        data = (self.stats or {}).get("artifact_data")
+        outcomes = data.get("shipit_outcomes") if isinstance(data, dict) else None
+        return outcomes if isinstance(outcomes, dict) else {}
+
     def _codes(self, runner_status):
-        host_codes = {name: host_exit_code(self.operation, host) for name, host in self.hosts.items()}
+        outcomes = self.playbook_outcomes()
+        host_codes = {}
+        for name, host in self.hosts.items():
+            code = playbook_exit_code(outcomes.get(name))
+            host_codes[name] = host_exit_code(self.operation, host) if code is None else code
         codes = list(host_codes.values())
         if self.controller.failures:
             codes.append(ExitCode.REFUSED)

@@ -52,7 +52,8 @@ def slim(event):
     if isinstance(data.get("res"), dict):
         kept["res"] = slim_res(data["res"])
     if event.get("event") == "playbook_on_stats":
-        kept.update({k: data.get(k) for k in ("ok", "changed", "failures", "dark", "skipped", "rescued")})
+        kept.update({k: data.get(k) for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "artifact_data")
+                     if k in data})
     if kept:
         out["event_data"] = kept
     return out

@@ -1,12 +1,13 @@
 """Exit codes, derived from the runner's events of real runs against the lab (events/*.jsonl)."""
 
+import copy
 from types import SimpleNamespace
 
 import pytest
 from shipit_fixtures import RECORDINGS, builder_for, load, report_for
 
 from shipit.exitcodes import DESCRIPTIONS, OUTCOMES, ExitCode, host_exit_code, run_exit_code
-from shipit.report import Failure
+from shipit.report import Failure, ReportBuilder
 
 
 @pytest.mark.parametrize("name", sorted(RECORDINGS))
@@ -107,3 +108,31 @@ def test_no_host_matched_is_a_refusal():
         builder.feed(event)
     report = builder.build(runner_status="successful", rc=0)
     assert report["exit_code"] == 1 and "no host matched" in report["summary"]
+
+
+def _with_outcomes(name, outcomes):
+    """A recorded run whose stats carry the playbook's outcomes (set_stats shipit_outcomes of stages/report.yml),
+    as ansible-runner gives them (artifact_data of playbook_on_stats)."""
+    meta, events = load(name)
+    events = copy.deepcopy(events)
+    stats = next(e for e in events if e.get("event") == "playbook_on_stats")
+    stats["event_data"]["artifact_data"] = {"shipit_outcomes": outcomes}
+    builder = ReportBuilder(meta["operation"], meta["env"], version=meta["version"], check=meta["check"],
+                            limit=meta["limit"])
+    for event in events:
+        builder.feed(event)
+    builder.close()
+    return builder, meta
+
+
+def test_the_verdict_is_the_playbooks_own_when_the_run_reached_its_report():
+    builder, meta = _with_outcomes("deploy_rolled_back", {"ci1": "rolled_back"})
+    assert builder.exit_code(meta["runner_status"]) == ExitCode.ROLLED_BACK
+    # The playbook's word wins over what the events suggest: a rollback it says failed is critical.
+    builder, meta = _with_outcomes("deploy_rolled_back", {"ci1": "rollback_failed"})
+    assert builder.exit_code(meta["runner_status"]) == ExitCode.ROLLBACK_FAILED
+    builder, meta = _with_outcomes("deploy_upgrade_ok", {"ci1": "deployed"})
+    assert builder.exit_code(meta["runner_status"]) == ExitCode.OK
+    # An outcome that is not final (the run was cut short) leaves the verdict to the events.
+    builder, meta = _with_outcomes("deploy_rolled_back", {"ci1": "pending"})
+    assert builder.exit_code(meta["runner_status"]) == ExitCode.ROLLED_BACK
