@@ -24,8 +24,8 @@ import time
 from ansible_collections.shipit.deploy.plugins.module_utils import _task
 
 # The modules a plan may name. Each body is imported when a plan uses it, so a call imports only its steps.
-MODULES = ("db_backup", "deploy_lock", "front_proxy", "health_check", "host_preflight", "release_ledger",
-           "systemd_release", "traffic")
+MODULES = ("compose_images", "compose_prune", "compose_release", "db_backup", "deploy_lock", "front_proxy",
+           "health_check", "host_preflight", "release_ledger", "systemd_release", "traffic")
 PACKAGE = "ansible_collections.shipit.deploy.plugins.module_utils._steps"
 
 

@@ -2,9 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Docker images of Compose releases: make them present, pin them by ID, prune the unreferenced ones.
 
-Private to shipit.deploy (used by the compose_images and compose_prune modules). Talks to the engine
+Private to shipit.deploy (used by the compose_images and compose_prune bodies, _steps). Talks to the engine
 through the Docker CLI only (no Docker SDK on the target host), through a ``run(argv)`` callable that
-returns ``(rc, stdout, stderr)`` (``AnsibleModule.run_command`` in the modules, a fake in the tests).
+returns ``(rc, stdout, stderr)`` (``run_command`` of the AnsibleModule or of the agent's Task, a fake in the tests).
 """
 
 from __future__ import annotations

@@ -21,12 +21,14 @@ description:
     with O(steps[].always=true) runs anyway (releasing a lock, say).
   - Check mode is passed to every step, which predicts its changes as the module does. Values of options the
     modules mark C(no_log) are masked in the whole result.
-  - The modules a step may name are M(shipit.deploy.db_backup), M(shipit.deploy.deploy_lock),
+  - The modules a step may name are M(shipit.deploy.compose_images), M(shipit.deploy.compose_prune),
+    M(shipit.deploy.compose_release), M(shipit.deploy.db_backup), M(shipit.deploy.deploy_lock),
     M(shipit.deploy.front_proxy), M(shipit.deploy.health_check), M(shipit.deploy.host_preflight),
-    M(shipit.deploy.release_ledger), M(shipit.deploy.systemd_release) and M(shipit.deploy.traffic). As with the module's own action plugins, a
-    M(shipit.deploy.deploy_lock) step taking the lock names the run's ansible-playbook process (and breaks at
-    once the lock of a run from this controller whose process is gone), and a M(shipit.deploy.systemd_release)
-    step copies its O(shipit.deploy.systemd_release#module:artifact) to the host first.
+    M(shipit.deploy.release_ledger), M(shipit.deploy.systemd_release) and M(shipit.deploy.traffic). As with the
+    module's own action plugins, a M(shipit.deploy.deploy_lock) step taking the lock names the run's
+    ansible-playbook process (and breaks at once the lock of a run from this controller whose process is gone),
+    and a M(shipit.deploy.systemd_release) step copies its O(shipit.deploy.systemd_release#module:artifact) to
+    the host first.
   - The agent runs as the become user (root for the collection's playbooks) with C(python3) from its PATH,
     or C(ansible_python_interpreter) when the inventory sets one, without interpreter discovery.
 author:
@@ -55,8 +57,8 @@ options:
         description: The module the step runs (its short name).
         type: str
         required: true
-        choices: [db_backup, deploy_lock, front_proxy, health_check, host_preflight, release_ledger, systemd_release,
-                  traffic]
+        choices: [compose_images, compose_prune, compose_release, db_backup, deploy_lock, front_proxy, health_check,
+                  host_preflight, release_ledger, systemd_release, traffic]
       args:
         description: The module's arguments, as for a task of that module.
         type: dict

@@ -121,41 +121,11 @@ engine_version:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.shipit.deploy.plugins.module_utils import _compose
-
-IMAGE_SPEC = dict(
-    service=dict(type="str", required=True),
-    source=dict(type="str", required=True, choices=list(_compose.SOURCES)),
-    ref=dict(type="str"),
-    archive=dict(type="path"),
-    id=dict(type="str"),
-    context=dict(type="path"),
-    dockerfile=dict(type="str"),
-    build_args=dict(type="dict"),
-)
+from ansible_collections.shipit.deploy.plugins.module_utils._steps import compose_images as step
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            images=dict(type="list", elements="dict", required=True, options=IMAGE_SPEC),
-            docker_cli=dict(type="path", default="docker"),
-        ),
-        supports_check_mode=True,
-    )
-    specs = {}
-    for spec in module.params["images"]:
-        if spec["service"] in specs:
-            module.fail_json(msg=f"making the images present: service {spec['service']} is listed twice")
-        specs[spec["service"]] = {key: value for key, value in spec.items() if key != "service"}
-    cli = _compose.DockerCli(module.run_command, module.params["docker_cli"])
-    try:
-        engine_version = cli.engine_version()
-        result = _compose.ensure_images(cli, specs, module.check_mode)
-    except _compose.ComposeError as exc:
-        module.fail_json(msg=f"making the images of {', '.join(sorted(specs))} present: {exc}")
-    module.exit_json(changed=result["changed"], images=result["images"], actions=result["actions"],
-                     engine_version=engine_version)
+    step.run(AnsibleModule(**step.SPEC))
 
 
 if __name__ == "__main__":

@@ -7,12 +7,17 @@ import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleActionFail
 
 from ansible_collections.shipit.deploy.plugins.action.agent import build_zipapp, validate_step
 from ansible_collections.shipit.deploy.plugins.module_utils import _agent, _ledger, _lock
+from lab.images import compose_plugin_binary
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from compose_testlib import fake_docker_cli, image_id, make_archive  # noqa: E402
 
 
 def fake_bodies(log):
@@ -192,3 +197,70 @@ def test_health_checks_run_in_the_zipapp_with_the_standard_library_alone(tmp_pat
     closed["params"]["url"] = "http://127.0.0.1:9/health"
     rc, answer = run_agent(pyz, {"steps": [closed]})
     assert rc == 1 and "Connection refused" in answer["steps"][0]["result"]["msg"], answer
+
+
+def test_a_compose_release_runs_in_the_zipapp_images_files_current_and_prune(tmp_path):
+    """The compose_stack role's host side as the agent runs it: images loaded and pinned, the release's files
+    (the Compose file checked by the real Compose v2), current, the old release pruned; check mode first.
+    The engine is the fake Docker CLI; `docker compose` goes to the Compose binary."""
+    pyz = tmp_path / "agent.pyz"
+    pyz.write_bytes(build_zipapp())
+    fake_cli, fake = fake_docker_cli(tmp_path)
+    docker = tmp_path / "docker-wrapper"
+    docker.write_text(f'#!/bin/sh\n[ "$1" = compose ] && shift && exec {compose_plugin_binary()} "$@"\n'
+                      f'exec {fake_cli} "$@"\n')
+    docker.chmod(0o755)
+    archive = make_archive(tmp_path / "pulse.image.tar", "pulse-1.1.0", tags=["pulse:1.1.0"])
+    db = fake.add_image("postgres", tags=["postgres:15"])
+    old = fake.add_image("pulse-1.0.0", tags=["pulse:1.0.0"])
+    root = tmp_path / "srv"
+    (root / "pulse" / "releases" / "r0").mkdir(parents=True)
+    (root / "pulse" / "releases" / "r0" / "images.json").write_text(json.dumps({"pulse": old, "db": db}))
+    pins = {"pulse": image_id("pulse-1.1.0"), "db": db}
+    release = {"app_dir": str(root / "pulse"), "release_id": "r1", "host_label": "stack1", "docker_cli": str(docker)}
+
+    def plan(compose="services:\n  pulse:\n    image: ${PULSE_IMAGE}\n", check=False):
+        images = [{"service": "pulse", "source": "load", "archive": str(archive)},
+                  {"service": "db", "source": "local", "ref": "postgres:15"}]
+        steps = [("images", "compose_images", {"docker_cli": str(docker), "images": images}),
+                 ("stage", "compose_release", dict(release, images=pins, compose_content=compose,
+                                                   env_content=f"PULSE_IMAGE={pins['pulse']}\n")),
+                 ("live", "compose_release", dict(release, state="live", check_mode_staged=True)),
+                 ("prune", "compose_prune", {"root": str(root), "app": "pulse", "keep": 1, "protect": ["r1"],
+                                             "docker_cli": str(docker)})]
+        entries = []
+        for name, module, args in steps:
+            *_, params, _secrets = validate_step(0, {"name": name, "module": module, "args": args})
+            entries.append({"name": name, "module": module, "params": params})
+        return {"check_mode": check, "steps": entries}
+
+    def results(answer):
+        return {s["name"]: s["result"] for s in answer["steps"]}
+
+    rc, answer = run_agent(pyz, plan(check=True))
+    assert rc == 0 and answer["ok"] and answer["changed"], answer
+    predicted = results(answer)
+    assert predicted["images"]["actions"] == {"pulse": "loaded", "db": "present"}
+    assert predicted["stage"]["compose_changed"] and predicted["live"]["switched"]
+    # r1 is not on the host yet, so r0 is the newest release there and is kept.
+    assert predicted["prune"]["kept_releases"] == ["r0"] and predicted["prune"]["removed_releases"] == []
+    assert sorted(os.listdir(root / "pulse" / "releases")) == ["r0"] and not fake.calls(["load"])
+
+    rc, answer = run_agent(pyz, plan())
+    assert rc == 0 and answer["ok"] and [s["changed"] for s in answer["steps"]] == [True, True, True, True], answer
+    done = results(answer)
+    assert done["images"]["images"] == pins and done["stage"]["current"] is None
+    assert os.readlink(root / "pulse" / "current") == "releases/r1"
+    assert json.loads((root / "pulse" / "releases" / "r1" / "images.json").read_text()) == pins
+    assert done["prune"]["removed_releases"] == ["r0"] and done["prune"]["removed_images"] == [old]
+    assert sorted(os.listdir(root / "pulse" / "releases")) == ["r1"] and old not in fake.load_state()["images"]
+
+    rc, answer = run_agent(pyz, plan())
+    assert rc == 0 and not answer["changed"], answer
+
+    # An invalid Compose file is not installed, and the plan stops there: the steps after it are skipped.
+    rc, answer = run_agent(pyz, plan(compose="services:\n  pulse: [unclosed\n"))
+    assert rc == 1 and answer["failed"] == "stage", answer
+    assert "is not valid, so it was not installed" in results(answer)["stage"]["msg"]
+    assert [s["ok"] for s in answer["steps"]] == [True, False, None, None]
+    assert "unclosed" not in (root / "pulse" / "releases" / "r1" / "compose.yaml").read_text()
